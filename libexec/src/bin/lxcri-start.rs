@@ -1,0 +1,107 @@
+//! `lxcri-start NAME LXCPATH CONFIG INIT_EXE LOG`: the LXC monitor of one container.
+//!
+//! Started by the runtime with the container's stdio on fds 0-2 and init's end of the
+//! init channel on fd 3. It puts a sealed copy of the static init at fd 4, then runs
+//! liblxc's `start` in the foreground: this process becomes the LXC monitor and the
+//! parent of the container's init. It exits with the init's exit status (0-255, or
+//! 128+signal). Errors of its own go to LOG, never to the container's stdio.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::exit;
+
+use lxcri_ffi::Container;
+use lxcri_libexec::proto::INIT_EXE_FD;
+use lxcri_libexec::status::decode_wait_status;
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+
+/// Exit code when liblxc could not start the container at all.
+const START_FAILED: i32 = 255;
+
+fn log_line(log: &Path, msg: &str) {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(log) {
+        let _ = writeln!(f, "lxcri-start: {msg}");
+    }
+}
+
+/// Copy the init executable into a sealed memfd at INIT_EXE_FD, so that nothing in
+/// the container can ever write to the host's binary through /proc/1/exe.
+fn seal_init(init_exe: &Path) -> Result<OwnedFd, String> {
+    let mfd = memfd_create("lxcri-init", MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    let mut dst = File::from(mfd);
+    {
+        // Closed before the dup2 below, which must not land on this fd's number.
+        let mut src =
+            File::open(init_exe).map_err(|e| format!("open {}: {e}", init_exe.display()))?;
+        std::io::copy(&mut src, &mut dst).map_err(|e| format!("copy init: {e}"))?;
+    }
+    let mfd = OwnedFd::from(dst);
+    fcntl(
+        &mfd,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_SEAL
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_WRITE,
+        ),
+    )
+    .map_err(|e| format!("seal init: {e}"))?;
+    if mfd.as_raw_fd() == INIT_EXE_FD {
+        return Ok(mfd);
+    }
+    // SAFETY: INIT_EXE_FD is reserved for the init executable by the protocol: the
+    // runtime passes nothing at that number, so replacing it closes nothing we own.
+    let fd = unsafe { nix::unistd::dup2_raw(&mfd, INIT_EXE_FD) }
+        .map_err(|e| format!("dup2 init: {e}"))?;
+    Ok(fd)
+}
+
+fn run(args: &[String]) -> Result<i32, String> {
+    let [name, lxcpath, config, init_exe, log] = args else {
+        return Err("usage: lxcri-start NAME LXCPATH CONFIG INIT_EXE LOG".into());
+    };
+    let log = Path::new(log);
+    // A session of its own: a signal to the caller's process group must not reach
+    // the monitor, which would forward it to the container's init.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // Kept open (not close-on-exec) until liblxc execs the init from it.
+    let _init = seal_init(Path::new(init_exe))?;
+
+    let mut c = Container::new(name, Path::new(lxcpath)).map_err(|e| e.to_string())?;
+    c.clear_config().map_err(|e| e.to_string())?;
+    c.load_config(Path::new(config))
+        .map_err(|e| e.to_string())?;
+    c.want_daemonize(false).map_err(|e| e.to_string())?;
+    c.want_close_all_fds(false).map_err(|e| e.to_string())?;
+    let started = c.start().map_err(|e| e.to_string())?;
+    if !started {
+        log_line(
+            log,
+            &format!(
+                "liblxc failed to start container {name} (error_num {})",
+                c.error_num()
+            ),
+        );
+        return Ok(START_FAILED);
+    }
+    Ok(decode_wait_status(c.error_num()))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => exit(code),
+        Err(msg) => {
+            if let Some(log) = args.get(4) {
+                log_line(Path::new(log), &msg);
+            } else {
+                eprintln!("lxcri-start: {msg}");
+            }
+            exit(START_FAILED)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The protocol between the runtime and `lxcri-init`, the container's pid 1.
+//!
+//! liblxc starts `lxcri-init` (from a sealed memfd at [`INIT_EXE_FD`]) as the
+//! container's init. It inherits one end of a `SOCK_SEQPACKET` socketpair at
+//! [`INIT_CHANNEL_FD`]; the runtime holds the other end. Each message is one JSON
+//! datagram:
+//!
+//! 1. init → runtime: [`InitMessage::Hello`], sent with `SCM_CREDENTIALS` so that the
+//!    runtime learns the init's host pid from the kernel.
+//! 2. runtime → init: [`RuntimeMessage::Setup`] with the [`InitSpec`].
+//! 3. init → runtime: [`InitMessage::Ready`] (the container is *created*; init waits)
+//!    or [`InitMessage::Error`].
+//! 4. runtime → init: [`RuntimeMessage::Start`], carrying with `SCM_RIGHTS` the write
+//!    end of a pipe whose read end the runtime keeps. init marks it close-on-exec and
+//!    `execve`s the process: end of file on the pipe means the exec succeeded; an
+//!    error text on it means it failed (init then exits 126 or 127).
+//!
+//! Nothing of this is visible in the container's filesystem.
+
+use serde::{Deserialize, Serialize};
+
+/// The fd at which init finds its end of the channel.
+pub const INIT_CHANNEL_FD: i32 = 3;
+/// The fd at which the start helper puts the sealed init executable.
+pub const INIT_EXE_FD: i32 = 4;
+/// `lxc.init.cmd`: the init is exec'd from the inherited memfd.
+pub const INIT_CMD: &str = "/proc/self/fd/4";
+/// The largest message on the channel.
+pub const MAX_MESSAGE: usize = 4 << 20;
+
+/// What init needs to become the container's process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InitSpec {
+    pub args: Vec<String>,
+    /// `KEY=value`, already deduplicated (last wins).
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    /// None: keep init's (full) capabilities.
+    pub capabilities: Option<CapabilitySets>,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privileges: bool,
+    pub oom_score_adj: Option<i32>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    /// Remount / read-only once everything is mounted.
+    pub readonly_rootfs: bool,
+}
+
+/// Capability numbers (as in linux/capability.h) of each set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CapabilitySets {
+    pub bounding: Vec<u8>,
+    pub effective: Vec<u8>,
+    pub permitted: Vec<u8>,
+    pub inheritable: Vec<u8>,
+    pub ambient: Vec<u8>,
+}
+
+/// One resource limit; `resource` is the RLIMIT_* number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Messages from init to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InitMessage {
+    Hello,
+    Ready,
+    Error { message: String },
+}
+
+/// Messages from the runtime to init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RuntimeMessage {
+    Setup { spec: Box<InitSpec> },
+    Start,
+}
+
+/// The process exit code for a failed exec, like a shell: 127 when the program
+/// does not exist, 126 when it exists but cannot be executed.
+pub fn exec_failure_code(errno: nix::errno::Errno) -> i32 {
+    match errno {
+        nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => 127,
+        _ => 126,
+    }
+}
+
+/// Capability names, indexed by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE).
+pub const CAPABILITY_NAMES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The number of a capability name ("CAP_SYS_ADMIN"), if known.
+pub fn capability_number(name: &str) -> Option<u8> {
+    CAPABILITY_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_numbers_match_kernel() {
+        assert_eq!(capability_number("CAP_CHOWN"), Some(0));
+        assert_eq!(capability_number("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(capability_number("CAP_AUDIT_READ"), Some(37));
+        assert_eq!(capability_number("CAP_CHECKPOINT_RESTORE"), Some(40));
+        assert_eq!(capability_number("CAP_NOPE"), None);
+    }
+
+    #[test]
+    fn messages_are_tagged_json() {
+        let m = serde_json::to_string(&InitMessage::Hello).unwrap();
+        assert_eq!(m, r#"{"type":"hello"}"#);
+        let r: RuntimeMessage = serde_json::from_str(r#"{"type":"start"}"#).unwrap();
+        assert_eq!(r, RuntimeMessage::Start);
+    }
+
+    #[test]
+    fn exec_failure_codes() {
+        assert_eq!(exec_failure_code(nix::errno::Errno::ENOENT), 127);
+        assert_eq!(exec_failure_code(nix::errno::Errno::EACCES), 126);
+    }
+}
