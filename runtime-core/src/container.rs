@@ -1,0 +1,627 @@
+//! The container lifecycle: create (the init waits at the barrier), start, kill,
+//! and destroy (clean up after the container has stopped, or force it to).
+//!
+//! Process model (see docs/architecture.md): the runtime spawns `lxcri-start`, a
+//! single-threaded helper that runs liblxc's foreground start and so becomes the
+//! LXC monitor and the parent of the container's init (`lxcri-init`). The helper
+//! exits with init's exit status; whoever reaps it (the shim's reaper) gets the
+//! container's exit code. The runtime never waits for the helper itself.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio as ProcStdio};
+use std::time::{Duration, Instant};
+
+use lxcri_libexec::channel::{wait_readable, Channel};
+use lxcri_libexec::proto::{InitMessage, RuntimeMessage, INIT_CHANNEL_FD};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{self, Layout};
+use crate::error::{sys, Error, IoContext, Result};
+use crate::spec::{self, Context};
+use crate::sys::{is_alive, pidfd_open, pidfd_send_signal, pidfd_wait, start_time, wait_dead};
+
+/// Runtime-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where `lxcri-start` and `lxcri-init` are.
+    pub libexec_dir: PathBuf,
+    /// The liblxc lxcpath; each container's runtime dir is `<root>/<id>`.
+    pub root: PathBuf,
+    /// liblxc log level.
+    pub log_level: String,
+    pub layout: Layout,
+    /// How long liblxc may take to bring the init to the barrier.
+    pub create_timeout: Duration,
+    pub start_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    pub fn new(libexec_dir: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            libexec_dir: libexec_dir.into(),
+            root: root.into(),
+            log_level: "WARN".into(),
+            layout: Layout::detect(),
+            create_timeout: Duration::from_secs(60),
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn rundir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+}
+
+/// The container's stdio, handed to the start helper (and so to init).
+#[derive(Debug)]
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// What is persisted in `<rundir>/state.json`, enough to clean up after a crash of
+/// whoever created the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rundir: PathBuf,
+    pub monitor_pid: i32,
+    pub monitor_start_time: u64,
+    pub init_pid: i32,
+    pub init_start_time: u64,
+    /// Relative to the hierarchy roots.
+    pub cgroup: PathBuf,
+    pub monitor_cgroup: PathBuf,
+    pub hierarchies: Vec<PathBuf>,
+    /// cgroup dirs that did not exist before this container: removed at destroy.
+    pub created_cgroup_dirs: Vec<PathBuf>,
+}
+
+const STATE_FILE: &str = "state.json";
+
+impl ContainerState {
+    pub fn load(rundir: &Path) -> Result<ContainerState> {
+        let p = rundir.join(STATE_FILE);
+        let data = fs::read(&p).ctx("read", &p)?;
+        serde_json::from_slice(&data)
+            .map_err(std::io::Error::other)
+            .ctx("parse", &p)
+    }
+
+    fn save(&self) -> Result<()> {
+        let p = self.rundir.join(STATE_FILE);
+        let tmp = self.rundir.join(".state.json.tmp");
+        let data = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .ctx("encode", &p)?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+            .ctx("write", &tmp)?;
+        fs::rename(&tmp, &p).ctx("rename", &p)
+    }
+}
+
+/// A created (or started) container, as held by the process that created it.
+#[derive(Debug)]
+pub struct Container {
+    pub state: ContainerState,
+    /// Until Start: the runtime's end of the init channel.
+    channel: Option<Channel>,
+    init_pidfd: OwnedFd,
+}
+
+/// containerd's id rule: letters and digits, with single `.`, `_` or `-` between.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 76
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && id.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Spec(crate::error::SpecError::new(
+            "id",
+            format!("{id:?} is not a valid container id"),
+        )))
+    }
+}
+
+/// The last lines of the liblxc log, for error messages.
+fn log_tail(rundir: &Path) -> String {
+    let text = fs::read_to_string(rundir.join("lxc.log")).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("lxcri-start"))
+        .collect();
+    let start = lines.len().saturating_sub(5);
+    lines[start..].join("; ")
+}
+
+/// Spawn the start helper with the container's stdio and init's channel end.
+fn spawn_monitor(
+    cfg: &RuntimeConfig,
+    id: &str,
+    rundir: &Path,
+    stdio: Stdio,
+    init_end: Channel,
+) -> Result<u32> {
+    let helper = cfg.libexec_dir.join("lxcri-start");
+    let init_exe = cfg.libexec_dir.join("lxcri-init");
+    let config = rundir.join("config");
+    let log = rundir.join("lxc.log");
+    let init_fd = init_end.into_fd();
+    let raw = init_fd.as_raw_fd();
+    let mut cmd = Command::new(&helper);
+    cmd.arg(id)
+        .arg(&cfg.root)
+        .arg(&config)
+        .arg(&init_exe)
+        .arg(&log)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .current_dir(rundir)
+        .stdin(ProcStdio::from(stdio.stdin))
+        .stdout(ProcStdio::from(stdio.stdout))
+        .stderr(ProcStdio::from(stdio.stderr));
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // dup2/fcntl, which are async-signal-safe; `raw` stays open in the parent until
+    // spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == INIT_CHANNEL_FD {
+                let flags = libc::fcntl(raw, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, INIT_CHANNEL_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().ctx("spawn", &helper)?;
+    drop(init_fd);
+    // Never waited for here: the caller's reaper collects the exit status.
+    Ok(child.id())
+}
+
+impl Container {
+    /// Create the container: translate the bundle's spec, start liblxc through the
+    /// start helper and wait until the init is at the barrier. Returns with the
+    /// init's host pid; `on_monitor` is told the helper's pid as soon as it exists.
+    pub fn create(
+        cfg: &RuntimeConfig,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        on_monitor: &mut dyn FnMut(u32),
+    ) -> Result<Container> {
+        validate_id(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&cfg.root)
+            .ctx("create", &cfg.root)?;
+        let rundir = cfg.rundir(id);
+        match fs::DirBuilder::new().mode(0o700).create(&rundir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.to_string()))
+            }
+            Err(e) => return Err(e).ctx("create", &rundir),
+        }
+        let mut partial = Partial {
+            rundir: rundir.clone(),
+            monitor: None,
+            init: None,
+            cgroup: None,
+            hierarchies: Vec::new(),
+            created: Vec::new(),
+        };
+        match Self::create_inner(cfg, id, bundle, stdio, &mut partial, on_monitor) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                partial.destroy();
+                Err(e)
+            }
+        }
+    }
+
+    fn create_inner(
+        cfg: &RuntimeConfig,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        partial: &mut Partial,
+        on_monitor: &mut dyn FnMut(u32),
+    ) -> Result<Container> {
+        let spec_path = bundle.join("config.json");
+        let spec = Spec::load(&spec_path).map_err(|source| Error::ReadSpec {
+            path: spec_path.clone(),
+            source,
+        })?;
+        let ctx = Context {
+            id,
+            bundle,
+            rundir: &partial.rundir,
+            layout: cfg.layout,
+            log_level: &cfg.log_level,
+        };
+        let t = spec::translate(&spec, &ctx)?;
+        let hierarchies = cgroup::hierarchies();
+        if !cgroup::procs(&hierarchies, &t.cgroups.container).is_empty() {
+            return Err(Error::Spec(crate::error::SpecError::new(
+                "linux.cgroupsPath",
+                format!(
+                    "cgroup {} already holds processes",
+                    t.cgroups.container.display()
+                ),
+            )));
+        }
+        let mut created = cgroup::missing_dirs(&hierarchies, &t.cgroups.container);
+        created.extend(cgroup::missing_dirs(&hierarchies, &t.cgroups.monitor));
+        created.extend(cgroup::missing_dirs(
+            &hierarchies,
+            &t.cgroups.pivot.join("lxc.pivot"),
+        ));
+        created.sort();
+        created.dedup();
+        partial.hierarchies = hierarchies.clone();
+        partial.created = created.clone();
+        partial.cgroup = Some(t.cgroups.container.clone());
+
+        let config = partial.rundir.join("config");
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&config)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, t.lxc.render().as_bytes()))
+            .ctx("write", &config)?;
+
+        let (rt_end, init_end) = Channel::pair().map_err(|source| Error::Sys {
+            op: "socketpair",
+            source,
+        })?;
+        let monitor_pid = spawn_monitor(cfg, id, &partial.rundir, stdio, init_end)? as i32;
+        on_monitor(monitor_pid as u32);
+        let monitor_start_time = start_time(monitor_pid).unwrap_or(0);
+        partial.monitor = Some((
+            monitor_pid,
+            monitor_start_time,
+            pidfd_open(monitor_pid).ok(),
+        ));
+
+        let fail = |reason: String| Error::StartFailed {
+            id: id.to_string(),
+            reason,
+        };
+        let hello = rt_end
+            .recv_timeout::<InitMessage>(cfg.create_timeout)
+            .map_err(|e| {
+                fail(format!(
+                    "waiting for init: {e}; {}",
+                    log_tail(&partial.rundir)
+                ))
+            })?
+            .ok_or_else(|| {
+                fail(format!(
+                    "liblxc did not start the init: {}",
+                    log_tail(&partial.rundir)
+                ))
+            })?;
+        let init_pid = match (hello.message, hello.pid) {
+            (InitMessage::Hello, Some(pid)) if pid > 0 => pid,
+            (m, pid) => {
+                return Err(fail(format!(
+                    "unexpected init message {m:?} from pid {pid:?}"
+                )))
+            }
+        };
+        // The init is blocked on us: its pid cannot be reused before this pidfd exists.
+        let init_pidfd = pidfd_open(init_pid).map_err(|source| Error::Sys {
+            op: "pidfd_open",
+            source,
+        })?;
+        let init_start_time = start_time(init_pid).unwrap_or(0);
+        partial.init = Some(
+            init_pidfd
+                .try_clone()
+                .map_err(|source| Error::Sys { op: "dup", source })?,
+        );
+
+        rt_end
+            .send(&RuntimeMessage::Setup {
+                spec: Box::new(t.init.clone()),
+            })
+            .map_err(|e| fail(format!("send setup to init: {e}")))?;
+        match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
+            Ok(Some(r)) if r.message == InitMessage::Ready => {}
+            Ok(Some(r)) => match r.message {
+                InitMessage::Error { message } => return Err(fail(message)),
+                m => return Err(fail(format!("unexpected init message {m:?}"))),
+            },
+            Ok(None) => {
+                return Err(fail(format!(
+                    "init exited during setup; {}",
+                    log_tail(&partial.rundir)
+                )))
+            }
+            Err(e) => return Err(fail(format!("waiting for init setup: {e}"))),
+        }
+
+        let state = ContainerState {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            rundir: partial.rundir.clone(),
+            monitor_pid,
+            monitor_start_time,
+            init_pid,
+            init_start_time,
+            cgroup: t.cgroups.container,
+            monitor_cgroup: t.cgroups.monitor,
+            hierarchies,
+            created_cgroup_dirs: created,
+        };
+        state.save()?;
+        log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
+        Ok(Container {
+            state,
+            channel: Some(rt_end),
+            init_pidfd,
+        })
+    }
+
+    pub fn init_pid(&self) -> i32 {
+        self.state.init_pid
+    }
+
+    /// Release the init from the barrier. Returns `Some(message)` when the exec of
+    /// the process failed (the init then exits 126/127 and its exit is reported as
+    /// usual), `None` when the process runs.
+    pub fn start(&mut self, timeout: Duration) -> Result<Option<String>> {
+        let ch = self.channel.take().ok_or_else(|| Error::InvalidState {
+            id: self.state.id.clone(),
+            status: "started".into(),
+            expected: "created",
+        })?;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+        ch.send_with_fd(&RuntimeMessage::Start, w.as_fd())
+            .map_err(|e| Error::StartFailed {
+                id: self.state.id.clone(),
+                reason: format!("init is gone: {e}"),
+            })?;
+        drop(w);
+        drop(ch);
+        let mut f = fs::File::from(r);
+        let deadline = Instant::now() + timeout;
+        let mut msg = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            wait_readable(f.as_fd(), left)
+                .map_err(|_| Error::Timeout(format!("start of {}", self.state.id)))?;
+            let mut buf = [0u8; 4096];
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => msg.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::Sys {
+                        op: "read exec status",
+                        source: e,
+                    })
+                }
+            }
+        }
+        log::info!(
+            "started container id={} exec_ok={}",
+            self.state.id,
+            msg.is_empty()
+        );
+        Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
+    }
+
+    /// Send a signal to the container's init.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        pidfd_send_signal(self.init_pidfd.as_fd(), signal)
+            .map_err(|source| Error::Sys { op: "kill", source })
+    }
+
+    /// Signal every process in the container's cgroup.
+    pub fn kill_all(&self, signal: i32) -> Result<()> {
+        kill_cgroup(&self.state, signal);
+        Ok(())
+    }
+}
+
+fn kill_cgroup(state: &ContainerState, signal: i32) {
+    for pid in cgroup::procs(&state.hierarchies, &state.cgroup) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::try_from(signal).ok(),
+        );
+    }
+}
+
+/// Remove everything a container left: kill what still runs (init, monitor, any
+/// process in its cgroup), remove the cgroup dirs it created and its runtime dir.
+/// Works from the persisted state alone, so it also cleans up after a crash.
+pub fn destroy(state: &ContainerState) -> Result<()> {
+    let kill = |pid: i32, start: u64| {
+        if is_alive(pid, start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    };
+    kill(state.init_pid, state.init_start_time);
+    kill_cgroup(state, libc::SIGKILL);
+    if !wait_dead(
+        state.init_pid,
+        state.init_start_time,
+        Duration::from_secs(5),
+    ) {
+        log::warn!("init of {} did not die", state.id);
+    }
+    // The monitor exits by itself once init is gone; force it if it does not.
+    if !wait_dead(
+        state.monitor_pid,
+        state.monitor_start_time,
+        Duration::from_secs(5),
+    ) {
+        kill(state.monitor_pid, state.monitor_start_time);
+        wait_dead(
+            state.monitor_pid,
+            state.monitor_start_time,
+            Duration::from_secs(5),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cgroup::procs(&state.hierarchies, &state.cgroup).is_empty() && Instant::now() < deadline
+    {
+        kill_cgroup(state, libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let errors = cgroup::remove_dirs(&state.created_cgroup_dirs);
+    for (d, e) in &errors {
+        log::warn!("remove cgroup dir {}: {e}", d.display());
+    }
+    remove_rundir(&state.rundir)
+}
+
+/// liblxc's lock file of a container, `/run/lxc/lock/<lxcpath>/.<name>`. The
+/// per-lxcpath directory is shared by all containers of that root and stays (another
+/// container may be creating its lock in it right now).
+fn lxc_lock_file(rundir: &Path) -> Option<PathBuf> {
+    let lxcpath = rundir.parent()?;
+    let name = rundir.file_name()?.to_string_lossy();
+    let rel = lxcpath.strip_prefix("/").ok()?;
+    Some(
+        Path::new("/run/lxc/lock")
+            .join(rel)
+            .join(format!(".{name}")),
+    )
+}
+
+fn remove_rundir(rundir: &Path) -> Result<()> {
+    if let Some(lock) = lxc_lock_file(rundir) {
+        match fs::remove_file(&lock) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("remove {}: {e}", lock.display())
+            }
+            _ => {}
+        }
+    }
+    match fs::remove_dir_all(rundir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).ctx("remove", rundir),
+    }
+}
+
+/// What a failed create has made so far.
+struct Partial {
+    rundir: PathBuf,
+    monitor: Option<(i32, u64, Option<OwnedFd>)>,
+    init: Option<OwnedFd>,
+    cgroup: Option<PathBuf>,
+    hierarchies: Vec<PathBuf>,
+    created: Vec<PathBuf>,
+}
+
+impl Partial {
+    fn destroy(self) {
+        if let Some(fd) = &self.init {
+            let _ = pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        }
+        if let Some((pid, start, fd)) = &self.monitor {
+            match fd {
+                Some(fd) => {
+                    if !pidfd_wait(fd.as_fd(), Duration::from_secs(5)) {
+                        let _ = pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                        pidfd_wait(fd.as_fd(), Duration::from_secs(5));
+                    }
+                }
+                None => {
+                    wait_dead(*pid, *start, Duration::from_secs(5));
+                }
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !cgroup::procs(&self.hierarchies, cg).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for (d, e) in cgroup::remove_dirs(&self.created) {
+            log::warn!("remove cgroup dir {}: {e}", d.display());
+        }
+        if let Err(e) = remove_rundir(&self.rundir) {
+            log::warn!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "t1", "a.b_c-d", "0123"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", "-a", "a/b", "..", "a b", "a\nb"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lock_file_path() {
+        assert_eq!(
+            lxc_lock_file(Path::new("/run/containerd/lxcri/default/t1")),
+            Some(PathBuf::from(
+                "/run/lxc/lock/run/containerd/lxcri/default/.t1"
+            ))
+        );
+    }
+
+    #[test]
+    fn state_roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ContainerState {
+            id: "x".into(),
+            bundle: "/b".into(),
+            rundir: d.path().to_path_buf(),
+            monitor_pid: 2,
+            monitor_start_time: 3,
+            init_pid: 4,
+            init_start_time: 5,
+            cgroup: "default/x".into(),
+            monitor_cgroup: "lxcri.monitor/default/x".into(),
+            hierarchies: vec!["/sys/fs/cgroup/memory".into()],
+            created_cgroup_dirs: vec![],
+        };
+        s.save().unwrap();
+        assert_eq!(ContainerState::load(d.path()).unwrap(), s);
+    }
+}

@@ -1,0 +1,101 @@
+//! Errors of runtime-core.
+
+use std::path::PathBuf;
+
+/// A spec field that lxcri cannot honour or that carries an invalid value.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    /// The spec field, as a JSON path (e.g. `process.env[3]`).
+    pub field: String,
+    pub reason: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        SpecError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A field that is set but not translated (yet).
+    pub fn unsupported(field: impl Into<String>) -> Self {
+        SpecError::new(field, "not supported by lxcri")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid OCI spec: {0}")]
+    Spec(#[from] SpecError),
+    #[error("read bundle config {path}")]
+    ReadSpec {
+        path: PathBuf,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    #[error("container {0} already exists")]
+    AlreadyExists(String),
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("container {id} is {status}, expected {expected}")]
+    InvalidState {
+        id: String,
+        status: String,
+        expected: &'static str,
+    },
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op}")]
+    Sys {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {id} failed to start: {reason}")]
+    StartFailed { id: String, reason: String },
+    #[error("container {id}: {message}")]
+    Exec { id: String, message: String },
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Attach a path and an operation to an io::Error.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::Io {
+            op,
+            path: path.into(),
+            source: std::io::Error::from_raw_os_error(e as i32),
+        })
+    }
+}
+
+pub(crate) fn sys(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> Error {
+    move |e| Error::Sys {
+        op,
+        source: std::io::Error::from_raw_os_error(e as i32),
+    }
+}

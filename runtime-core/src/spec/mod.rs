@@ -1,0 +1,257 @@
+//! OCI runtime spec → liblxc config (plus what `lxcri-init` applies itself).
+//!
+//! One module per spec section; each is a pure function from its section to lxc
+//! config items, tested with golden outputs. A field lxcri cannot honour is an
+//! error naming the field, never silently ignored.
+
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod resources;
+pub mod root;
+
+use std::path::{Path, PathBuf};
+
+use lxcri_libexec::proto::{InitSpec, INIT_CMD};
+use oci_spec::runtime::Spec;
+
+use crate::cgroup::Layout;
+use crate::error::SpecError;
+use crate::lxcconf::LxcConfig;
+pub use resources::Cgroups;
+
+/// What the translation needs besides the spec.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    /// The per-container runtime dir (the liblxc log goes there).
+    pub rundir: &'a Path,
+    pub layout: Layout,
+    /// liblxc log level (e.g. "WARN", "DEBUG").
+    pub log_level: &'a str,
+}
+
+/// The result of translating a spec.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub lxc: LxcConfig,
+    pub init: InitSpec,
+    pub cgroups: Cgroups,
+    pub rootfs: PathBuf,
+}
+
+/// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
+fn check_version(v: &str) -> Result<(), SpecError> {
+    let ok = ["1.0.", "1.1.", "1.2.", "1.3."]
+        .iter()
+        .any(|p| v.starts_with(p));
+    if !ok {
+        return Err(SpecError::new(
+            "ociVersion",
+            format!("{v:?} is not supported (1.0 to 1.3)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_paths(field: &str, paths: &[String]) -> Result<Vec<String>, SpecError> {
+    for (i, p) in paths.iter().enumerate() {
+        if !p.starts_with('/') || p.contains('\0') {
+            return Err(SpecError::new(
+                format!("{field}[{i}]"),
+                format!("{p:?} is not an absolute path"),
+            ));
+        }
+    }
+    Ok(paths.to_vec())
+}
+
+/// Refuse every `linux` field that is set but not translated yet.
+fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
+    let Some(l) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let set = [
+        (
+            "linux.uidMappings",
+            l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "linux.gidMappings",
+            l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "linux.sysctl",
+            l.sysctl().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "linux.devices",
+            l.devices().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        ("linux.seccomp", l.seccomp().is_some()),
+        (
+            "linux.mountLabel",
+            l.mount_label().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        ("linux.intelRdt", l.intel_rdt().is_some()),
+        ("linux.memoryPolicy", l.memory_policy().is_some()),
+        ("linux.personality", l.personality().is_some()),
+        (
+            "linux.timeOffsets",
+            l.time_offsets().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "linux.netDevices",
+            l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+    ];
+    match set.iter().find(|(_, s)| *s) {
+        Some((f, _)) => Err(SpecError::unsupported(*f)),
+        None => Ok(()),
+    }
+}
+
+fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
+    let Some(h) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let set = [
+        (
+            "hooks.prestart",
+            h.prestart().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "hooks.createRuntime",
+            h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "hooks.createContainer",
+            h.create_container().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "hooks.startContainer",
+            h.start_container().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "hooks.poststart",
+            h.poststart().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "hooks.poststop",
+            h.poststop().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+    ];
+    match set.iter().find(|(_, s)| *s) {
+        Some((f, _)) => Err(SpecError::unsupported(*f)),
+        None => Ok(()),
+    }
+}
+
+/// Translate a whole spec.
+pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
+    check_version(spec.version())?;
+    check_unsupported_linux(spec)?;
+    check_hooks(spec)?;
+    let mut lxc = LxcConfig::new();
+    let log = ctx.rundir.join("lxc.log");
+    lxc.push("(runtime)", "lxc.log.file", log.to_string_lossy())?;
+    lxc.push("(runtime)", "lxc.log.level", ctx.log_level)?;
+    let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
+    namespaces::translate(spec, &mut lxc)?;
+    // The static init, exec'd from the sealed memfd the start helper provides.
+    lxc.push("(runtime)", "lxc.init.cmd", INIT_CMD)?;
+    lxc.push("(runtime)", "lxc.init.cwd", "/")?;
+    // No terminal: the container's stdio are the fds the start helper inherits.
+    lxc.push("process.terminal", "lxc.console.path", "none")?;
+    lxc.push("process.terminal", "lxc.tty.max", "0")?;
+    // Standard device nodes in a fresh /dev, as runc creates them.
+    lxc.push("mounts", "lxc.autodev", "1")?;
+    // No LSM profile unless the spec asks (and it cannot yet): like runc.
+    lxc.push(
+        "process.apparmorProfile",
+        "lxc.apparmor.profile",
+        "unconfined",
+    )?;
+    mounts::translate(spec, ctx.bundle, &mut lxc)?;
+    let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
+    let mut init = process::translate(spec, &rootfs)?;
+    if let Some(l) = spec.linux().as_ref() {
+        init.masked_paths = check_paths(
+            "linux.maskedPaths",
+            l.masked_paths().as_deref().unwrap_or_default(),
+        )?;
+        init.readonly_paths = check_paths(
+            "linux.readonlyPaths",
+            l.readonly_paths().as_deref().unwrap_or_default(),
+        )?;
+    }
+    init.readonly_rootfs = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    Ok(Translation {
+        lxc,
+        init,
+        cgroups,
+        rootfs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spec `ctr run --rootfs` (containerd 1.6) writes, trimmed of the id.
+    const CTR_SPEC: &str = include_str!("testdata/ctr-default.json");
+    const CTR_LXC: &str = include_str!("testdata/ctr-default.lxc");
+
+    #[test]
+    fn golden_ctr_default_spec() {
+        let bundle = tempfile::tempdir().unwrap();
+        let rootfs = bundle.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        let text = CTR_SPEC.replace("@ROOTFS@", &rootfs.to_string_lossy());
+        let spec: Spec = serde_json::from_str(&text).unwrap();
+        let ctx = Context {
+            id: "t1",
+            bundle: bundle.path(),
+            rundir: Path::new("/run/lxcri/default/t1"),
+            layout: Layout::V1,
+            log_level: "WARN",
+        };
+        let t = translate(&spec, &ctx).unwrap();
+        let want = CTR_LXC.replace("@ROOTFS@", &rootfs.to_string_lossy());
+        assert_eq!(t.lxc.render(), want);
+        assert_eq!(t.init.args, vec!["/bin/echo", "hello"]);
+        assert_eq!(t.init.masked_paths.len(), 10);
+        assert_eq!(t.init.readonly_paths.len(), 5);
+        assert!(t.init.capabilities.unwrap().bounding.contains(&0));
+    }
+
+    #[test]
+    fn version_and_unsupported_fields() {
+        let base = serde_json::json!({"ociVersion": "0.9.0", "root": {"path": "/"}});
+        let s: Spec = serde_json::from_value(base).unwrap();
+        let ctx = Context {
+            id: "x",
+            bundle: Path::new("/"),
+            rundir: Path::new("/run/x"),
+            layout: Layout::V1,
+            log_level: "WARN",
+        };
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "ociVersion");
+        let s: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"sysctl": {"net.ipv4.ip_forward": "1"}}
+        }))
+        .unwrap();
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.sysctl");
+        let s: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "/"}, "hooks": {"prestart": [{"path": "/bin/true"}]}
+        }))
+        .unwrap();
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "hooks.prestart");
+    }
+}
