@@ -1,0 +1,628 @@
+//! The containerd task service (`containerd.task.v2.Task`) over runtime-core.
+//!
+//! liblxc calls that fork never run in this (tokio) process: runtime-core spawns
+//! the `lxcri-start` helper, which becomes the container's LXC monitor. The
+//! helper's exit status is the container's; the shim crate's reaper reports it to
+//! [`ExitWatcher`], which marks the task stopped and publishes /tasks/exit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use containerd_shim::asynchronous::monitor::monitor_subscribe;
+use containerd_shim::asynchronous::publisher::RemotePublisher;
+use containerd_shim::asynchronous::ExitSignal;
+use containerd_shim::event::Event;
+use containerd_shim::monitor::{Subject, Topic};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::shim::shim::{
+    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+};
+use containerd_shim::protos::shim_async::Task;
+use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
+use containerd_shim::protos::ttrpc::{self};
+use containerd_shim::protos::types::empty::Empty;
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
+use runtime_core::{Container, RuntimeConfig};
+use tokio::sync::{watch, Mutex};
+
+use crate::error::{Error, Result};
+use crate::io::{self, IoKeep};
+use crate::mount;
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitInfo {
+    pub code: u32,
+    pub at: std::time::SystemTime,
+}
+
+fn timestamp(t: std::time::SystemTime) -> Timestamp {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = d.as_secs() as i64;
+    ts.nanos = d.subsec_nanos() as i32;
+    ts
+}
+
+/// The life cycle of a task's init process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Stopped,
+}
+
+struct TaskEntry {
+    id: String,
+    bundle: PathBuf,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    terminal: bool,
+    /// The runtime-core handle; used on the blocking pool.
+    container: Arc<std::sync::Mutex<Container>>,
+    init_pid: u32,
+    monitor_pid: u32,
+    state: State,
+    exit: Option<ExitInfo>,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+    io: IoKeep,
+    rootfs_mounted: bool,
+}
+
+/// Shared between the task service and the exit watcher.
+#[derive(Default)]
+struct Tasks {
+    by_id: HashMap<String, TaskEntry>,
+    /// Exits of helper pids not (yet) claimed by a task, with when they arrived.
+    unclaimed: HashMap<i32, (ExitInfo, Instant)>,
+}
+
+/// The task service of one shim process.
+#[derive(Clone)]
+pub struct TaskService {
+    namespace: String,
+    cfg: RuntimeConfig,
+    tasks: Arc<Mutex<Tasks>>,
+    publisher: Arc<RemotePublisher>,
+    exit: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    pub fn new(
+        namespace: &str,
+        cfg: RuntimeConfig,
+        publisher: RemotePublisher,
+        exit: Arc<ExitSignal>,
+    ) -> Self {
+        let s = TaskService {
+            namespace: namespace.to_string(),
+            cfg,
+            tasks: Arc::new(Mutex::new(Tasks::default())),
+            publisher: Arc::new(publisher),
+            exit,
+        };
+        s.spawn_exit_watcher();
+        s
+    }
+
+    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        let ctx = containerd_shim::Context::default();
+        if let Err(e) = self
+            .publisher
+            .publish(ctx, topic, &self.namespace, event)
+            .await
+        {
+            log::error!("publish {topic}: {e}");
+        }
+    }
+
+    /// Collect the exits the shim crate's reaper reports.
+    fn spawn_exit_watcher(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut sub = match monitor_subscribe(Topic::Pid).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("subscribe to exits: {e}");
+                    return;
+                }
+            };
+            while let Some(ev) = sub.rx.recv().await {
+                if let Subject::Pid(pid) = ev.subject {
+                    let info = ExitInfo {
+                        code: ev.exit_code as u32,
+                        at: std::time::SystemTime::now(),
+                    };
+                    this.on_exit(pid, info).await;
+                }
+            }
+        });
+    }
+
+    async fn on_exit(&self, pid: i32, info: ExitInfo) {
+        let mut tasks = self.tasks.lock().await;
+        let Some(t) = tasks
+            .by_id
+            .values_mut()
+            .find(|t| t.monitor_pid as i32 == pid && t.state != State::Stopped)
+        else {
+            tasks
+                .unclaimed
+                .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+            tasks.unclaimed.insert(pid, (info, Instant::now()));
+            return;
+        };
+        let event = mark_stopped(t, info);
+        drop(tasks);
+        self.publish(event.topic().as_str(), Box::new(event)).await;
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.cfg.root.clone()
+    }
+}
+
+/// Record an exit; returns the /tasks/exit event to publish.
+fn mark_stopped(t: &mut TaskEntry, info: ExitInfo) -> TaskExit {
+    log::info!(
+        "container exited id={} pid={} exit_status={}",
+        t.id,
+        t.init_pid,
+        info.code
+    );
+    t.state = State::Stopped;
+    t.exit = Some(info);
+    t.io.release();
+    let _ = t.exit_tx.send(Some(info));
+    TaskExit {
+        container_id: t.id.clone(),
+        id: t.id.clone(),
+        pid: t.init_pid,
+        exit_status: info.code,
+        exited_at: Some(timestamp(info.at)).into(),
+        ..Default::default()
+    }
+}
+
+fn status_of(s: State) -> Status {
+    match s {
+        State::Created => Status::CREATED,
+        State::Running => Status::RUNNING,
+        State::Stopped => Status::STOPPED,
+    }
+}
+
+fn no_exec(exec_id: &str, what: &'static str) -> Result<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unimplemented(what))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
+}
+
+impl TaskService {
+    async fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        let id = req.id.clone();
+        if self.tasks.lock().await.by_id.contains_key(&id) {
+            return Err(Error::AlreadyExists(id));
+        }
+        if req.terminal {
+            return Err(Error::InvalidArgument(
+                "terminals are not supported by lxcri yet".into(),
+            ));
+        }
+        if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
+            return Err(Error::Unimplemented("restore from checkpoint"));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        let mounts = req.rootfs.to_vec();
+        let rootfs_mounted = !mounts.is_empty();
+        if rootfs_mounted {
+            let target = rootfs.clone();
+            blocking(move || mount::mount_rootfs(&mounts, &target)).await?;
+        }
+        let result = self.create_container(&req, &bundle).await;
+        let (container, keep, monitor_pid) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if rootfs_mounted {
+                    mount::unmount_rootfs(&rootfs);
+                }
+                return Err(e);
+            }
+        };
+        let init_pid = container.init_pid() as u32;
+        let (exit_tx, _) = watch::channel(None);
+        let mut entry = TaskEntry {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            container: Arc::new(std::sync::Mutex::new(container)),
+            init_pid,
+            monitor_pid,
+            state: State::Created,
+            exit: None,
+            exit_tx,
+            io: keep,
+            rootfs_mounted,
+        };
+        let mut tasks = self.tasks.lock().await;
+        let early_exit = tasks.unclaimed.remove(&(monitor_pid as i32));
+        let exit_event = early_exit.map(|(info, _)| mark_stopped(&mut entry, info));
+        tasks.by_id.insert(id.clone(), entry);
+        drop(tasks);
+
+        let event = TaskCreate {
+            container_id: id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: Some(TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                ..Default::default()
+            })
+            .into(),
+            checkpoint: req.checkpoint.clone(),
+            pid: init_pid,
+            ..Default::default()
+        };
+        self.publish(event.topic().as_str(), Box::new(event)).await;
+        if let Some(e) = exit_event {
+            self.publish(e.topic().as_str(), Box::new(e)).await;
+        }
+        Ok(CreateTaskResponse {
+            pid: init_pid,
+            ..Default::default()
+        })
+    }
+
+    async fn create_container(
+        &self,
+        req: &CreateTaskRequest,
+        bundle: &Path,
+    ) -> Result<(Container, IoKeep, u32)> {
+        let (stdio, keep) = io::open(&req.stdin, &req.stdout, &req.stderr)?;
+        let cfg = self.cfg.clone();
+        let id = req.id.clone();
+        let bundle = bundle.to_path_buf();
+        let (container, monitor_pid) = blocking(move || {
+            let mut monitor = 0;
+            let c = Container::create(&cfg, &id, &bundle, stdio, &mut |pid| monitor = pid)?;
+            Ok((c, monitor))
+        })
+        .await?;
+        Ok((container, keep, monitor_pid))
+    }
+
+    async fn do_start(&self, req: StartRequest) -> Result<StartResponse> {
+        no_exec(&req.exec_id, "exec processes")?;
+        // Held across the start so that the exit of a process that fails to exec
+        // is published after /tasks/start.
+        let mut tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get_mut(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        if t.state != State::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}, not created",
+                req.id, t.state
+            )));
+        }
+        let c = t.container.clone();
+        let timeout = self.cfg.start_timeout;
+        let exec_error = blocking(move || {
+            let mut c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            Ok(c.start(timeout)?)
+        })
+        .await?;
+        if let Some(msg) = exec_error {
+            log::warn!("exec failed id={}: {msg}", req.id);
+        }
+        if t.state == State::Created {
+            t.state = State::Running;
+        }
+        let pid = t.init_pid;
+        let event = TaskStart {
+            container_id: req.id.clone(),
+            pid,
+            ..Default::default()
+        };
+        self.publish(event.topic().as_str(), Box::new(event)).await;
+        drop(tasks);
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn do_kill(&self, req: KillRequest) -> Result<()> {
+        no_exec(&req.exec_id, "exec processes")?;
+        let tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        if t.state == State::Stopped {
+            return Err(Error::NotFound(format!(
+                "process already finished: container {}",
+                req.id
+            )));
+        }
+        let c = t.container.clone();
+        let (signal, all) = (req.signal as i32, req.all);
+        drop(tasks);
+        blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            if all {
+                c.kill_all(signal)?;
+            }
+            match c.kill(signal) {
+                Ok(()) => Ok(()),
+                Err(runtime_core::Error::Sys { source, .. })
+                    if source.raw_os_error() == Some(libc::ESRCH) =>
+                {
+                    Err(Error::NotFound("process already finished".into()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn wait_stopped(&self, id: &str, timeout: Option<Duration>) -> Result<ExitInfo> {
+        let mut rx = {
+            let tasks = self.tasks.lock().await;
+            let t = tasks
+                .by_id
+                .get(id)
+                .ok_or_else(|| Error::NotFound(id.to_string()))?;
+            if let Some(info) = t.exit {
+                return Ok(info);
+            }
+            t.exit_tx.subscribe()
+        };
+        let wait = async {
+            loop {
+                if let Some(info) = *rx.borrow_and_update() {
+                    return Ok(info);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::NotFound(id.to_string()));
+                }
+            }
+        };
+        match timeout {
+            None => wait.await,
+            Some(d) => tokio::time::timeout(d, wait)
+                .await
+                .map_err(|_| Error::Internal(format!("container {id} did not stop")))?,
+        }
+    }
+
+    async fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
+        no_exec(&req.exec_id, "exec processes")?;
+        let state = {
+            let tasks = self.tasks.lock().await;
+            let t = tasks
+                .by_id
+                .get(&req.id)
+                .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+            t.state
+        };
+        match state {
+            State::Running => {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot delete running container {}",
+                    req.id
+                )))
+            }
+            State::Created => {
+                // Like `runc delete` of a created container: kill the waiting init.
+                self.do_kill(KillRequest {
+                    id: req.id.clone(),
+                    signal: libc::SIGKILL as u32,
+                    ..Default::default()
+                })
+                .await
+                .or_else(|e| match e {
+                    Error::NotFound(_) => Ok(()),
+                    e => Err(e),
+                })?;
+                self.wait_stopped(&req.id, Some(Duration::from_secs(10)))
+                    .await?;
+            }
+            State::Stopped => {}
+        }
+        let entry = self
+            .tasks
+            .lock()
+            .await
+            .by_id
+            .remove(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        let c = entry.container.clone();
+        blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            Ok(runtime_core::destroy(&c.state)?)
+        })
+        .await?;
+        if entry.rootfs_mounted {
+            let rootfs = entry.bundle.join("rootfs");
+            blocking(move || {
+                mount::unmount_rootfs(&rootfs);
+                Ok(())
+            })
+            .await?;
+        }
+        let info = entry.exit.unwrap_or(ExitInfo {
+            code: 137,
+            at: std::time::SystemTime::now(),
+        });
+        let event = TaskDelete {
+            container_id: req.id.clone(),
+            pid: entry.init_pid,
+            exit_status: info.code,
+            exited_at: Some(timestamp(info.at)).into(),
+            ..Default::default()
+        };
+        self.publish(event.topic().as_str(), Box::new(event)).await;
+        Ok(DeleteResponse {
+            pid: entry.init_pid,
+            exit_status: info.code,
+            exited_at: Some(timestamp(info.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn do_state(&self, req: StateRequest) -> Result<StateResponse> {
+        no_exec(&req.exec_id, "exec processes")?;
+        let tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        let mut resp = StateResponse {
+            id: t.id.clone(),
+            bundle: t.bundle.to_string_lossy().into_owned(),
+            pid: t.init_pid,
+            stdin: t.stdin.clone(),
+            stdout: t.stdout.clone(),
+            stderr: t.stderr.clone(),
+            terminal: t.terminal,
+            ..Default::default()
+        };
+        resp.set_status(status_of(t.state));
+        if let Some(info) = t.exit {
+            resp.exit_status = info.code;
+            resp.exited_at = Some(timestamp(info.at)).into();
+        }
+        Ok(resp)
+    }
+
+    async fn do_pids(&self, req: PidsRequest) -> Result<PidsResponse> {
+        let tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        let c = t.container.clone();
+        drop(tasks);
+        let pids = blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            Ok(runtime_core::cgroup::procs(
+                &c.state.hierarchies,
+                &c.state.cgroup,
+            ))
+        })
+        .await?;
+        Ok(PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| ProcessInfo {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        log::info!("Create id={} bundle={}", req.id, req.bundle);
+        self.do_create(req).await.map_err(|e| {
+            log::error!("create: {e}");
+            e.into()
+        })
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        log::info!("Start id={} exec_id={}", req.id, req.exec_id);
+        Ok(self.do_start(req).await?)
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        log::info!("Kill id={} signal={} all={}", req.id, req.signal, req.all);
+        self.do_kill(req).await?;
+        Ok(Empty::new())
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> ttrpc::Result<DeleteResponse> {
+        log::info!("Delete id={} exec_id={}", req.id, req.exec_id);
+        Ok(self.do_delete(req).await?)
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        Ok(self.do_state(req).await?)
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        no_exec(&req.exec_id, "exec processes")?;
+        let info = self.wait_stopped(&req.id, None).await?;
+        Ok(WaitResponse {
+            exit_status: info.code,
+            exited_at: Some(timestamp(info.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        Ok(self.do_pids(req).await?)
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
+        let tasks = self.tasks.lock().await;
+        let task_pid = tasks.by_id.get(&req.id).map(|t| t.init_pid).unwrap_or(0);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        let tasks = self.tasks.lock().await;
+        if !tasks.by_id.is_empty() {
+            log::info!("Shutdown refused: {} container(s) left", tasks.by_id.len());
+            return Ok(Empty::new());
+        }
+        log::info!("Shutdown root={}", self.runtime_root().display());
+        self.exit.signal();
+        Ok(Empty::new())
+    }
+}
