@@ -1,0 +1,53 @@
+# lxcri: build, install and test.
+# Fresh Debian bookworm, as root:  make install && make test
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PREFIX ?= /usr/local
+LIBEXEC_DIR ?= $(PREFIX)/libexec/lxcri
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
+
+.PHONY: all install deps containerd2 build install-bin test lint unit e2e bench check-root
+
+all: build
+
+install: check-root deps containerd2 install-bin
+
+deps: check-root
+	bash scripts/install-deps.sh
+
+containerd2:
+	bash scripts/build-containerd2.sh
+
+build:
+	$(CARGO) build --release --workspace
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p lxcri-libexec \
+		--no-default-features --bin lxcri-init --target $(STATIC_TARGET)
+
+install-bin: check-root build
+	install -D -m 0755 $(TARGET_DIR)/release/containerd-shim-lxcri-v2 $(PREFIX)/bin/containerd-shim-lxcri-v2
+	install -D -m 0755 $(TARGET_DIR)/release/lxcri-start $(LIBEXEC_DIR)/lxcri-start
+	install -D -m 0755 $(STATIC_INIT) $(LIBEXEC_DIR)/lxcri-init
+
+test: check-root lint unit install-bin e2e
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --exclude lxcri-integration
+
+# End-to-end suite against private containerd 1.6 and 2.x daemons (needs root).
+# LXCRI_E2E_RUNTIMES=runc|lxcri|runc,lxcri selects the runtimes (default: both).
+e2e: check-root
+	$(CARGO) test -p lxcri-integration -- --test-threads=1
+
+# ctr run --rm wall time and shim RSS, lxcri vs runc, on containerd 2.x.
+bench: check-root
+	$(CARGO) run -p lxcri-integration --bin lxcri-bench -- $(BENCH_ARGS)
+
+check-root:
+	@if [ "$$(id -u)" -ne 0 ]; then echo "error: this target must run as root" >&2; exit 1; fi

@@ -1,0 +1,338 @@
+//! A private containerd daemon for one test.
+//!
+//! The daemon runs in its own mount namespace where /run/containerd is a bind
+//! mount of a temp dir: shims hard-code /run/containerd/s (sockets), ctr uses
+//! /run/containerd/fifo, runc keeps state in /run/containerd/runc. The host's
+//! /run/containerd is never used.
+
+use crate::cmd::{self, Output, TIMEOUT};
+use crate::procfs;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Where scripts/build-containerd2.sh installs containerd 2.x.
+pub const CONTAINERD2_BIN: &str = "/var/cache/lxcri/containerd-2.4.2/bin";
+
+/// The shared host dir that the private namespace covers with a bind mount.
+const RUN_CONTAINERD: &str = "/run/containerd";
+
+/// Which containerd the test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Debian bookworm's containerd 1.6.
+    V1_6,
+    /// containerd 2.x built by scripts/build-containerd2.sh.
+    V2,
+}
+
+impl Version {
+    fn bin_dir(self) -> &'static str {
+        match self {
+            Version::V1_6 => "/usr/bin",
+            Version::V2 => CONTAINERD2_BIN,
+        }
+    }
+
+    pub fn containerd(self) -> PathBuf {
+        Path::new(self.bin_dir()).join("containerd")
+    }
+
+    pub fn ctr(self) -> PathBuf {
+        Path::new(self.bin_dir()).join("ctr")
+    }
+
+    /// PATH of the daemon: its own runc shim first (so that the runc
+    /// comparison uses the matching shim), then /usr/local/bin (our shim).
+    fn daemon_path(self) -> String {
+        format!(
+            "{}:/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+            self.bin_dir()
+        )
+    }
+
+    /// Config for a private daemon: own root/state/sockets/opt under `dir`,
+    /// CRI (and NRI, which would use /var/run/nri) disabled, overlayfs as
+    /// the default snapshotter. 1.6 reads config version 2; 2.4 wants
+    /// version 4 (it migrates 2 and 3 with a warning).
+    fn config(self, dir: &Path) -> String {
+        let d = dir.display();
+        match self {
+            Version::V1_6 => format!(
+                r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[debug]
+  level = "debug"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+            ),
+            // Version 4: each server is a plugin with its own address.
+            Version::V2 => format!(
+                r#"version = 4
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.blockfile"]
+[debug]
+  level = "debug"
+[plugins."io.containerd.server.v1.grpc"]
+  address = "{d}/containerd.sock"
+[plugins."io.containerd.server.v1.ttrpc"]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+            ),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V1_6 => "containerd 1.6",
+            Version::V2 => "containerd 2.x",
+        }
+    }
+}
+
+/// A running private containerd; stopped (with its shims) on drop.
+pub struct Containerd {
+    pub version: Version,
+    dir: TempDir,
+    child: Option<Child>,
+    pid: i32,
+    created_run_dir: bool,
+}
+
+impl Containerd {
+    /// Starts containerd with the default config.
+    pub fn start(version: Version) -> Result<Self> {
+        Self::start_with(version, "")
+    }
+
+    /// Starts containerd with `extra` TOML appended to the config.
+    pub fn start_with(version: Version, extra: &str) -> Result<Self> {
+        check_binaries(version)?;
+        let dir = tempfile::Builder::new().prefix("lxcri-e2e-").tempdir()?;
+        fs::create_dir_all(dir.path().join("run"))?;
+        let config = version.config(dir.path()) + extra;
+        fs::write(dir.path().join("config.toml"), config)?;
+        let created_run_dir = ensure_mount_point()?;
+        let child = spawn_daemon(version, dir.path())?;
+        let mut ctd = Containerd {
+            version,
+            pid: child.id() as i32,
+            child: Some(child),
+            dir,
+            created_run_dir,
+        };
+        ctd.wait_ready()
+            .with_context(|| format!("{} did not start:\n{}", version.name(), ctd.log_tail(30)))?;
+        Ok(ctd)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The test's temp dir (config, sockets, root, state, run, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn address(&self) -> PathBuf {
+        self.dir().join("containerd.sock")
+    }
+
+    /// The temp dir mounted at /run/containerd inside the namespace.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir().join("run")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir().join("containerd.log")
+    }
+
+    /// The daemon's mountinfo (its private mount namespace).
+    pub fn mountinfo(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/mountinfo", self.pid))
+    }
+
+    /// The last `lines` lines of the daemon's log (which includes shim logs).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `ctr --address SOCK args...` in the daemon's mount namespace.
+    pub fn ctr(&self, args: &[&str]) -> Result<Output> {
+        let out = cmd::run(&mut self.ctr_command(args), None, TIMEOUT)?;
+        Ok(without_deprecation_warnings(out))
+    }
+
+    /// Like [`Containerd::ctr`], feeding `stdin`.
+    pub fn ctr_stdin(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
+        let out = cmd::run(&mut self.ctr_command(args), Some(stdin), TIMEOUT)?;
+        Ok(without_deprecation_warnings(out))
+    }
+
+    /// Like [`Containerd::ctr`] but must exit 0.
+    pub fn ctr_ok(&self, args: &[&str]) -> Result<Output> {
+        self.ctr(args)?
+            .ok()
+            .with_context(|| format!("ctr {}", args.join(" ")))
+    }
+
+    /// The ctr command line, for running it in the background.
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid.to_string())
+            .arg("-m")
+            .arg("--")
+            .arg(self.version.ctr())
+            .arg("--address")
+            .arg(self.address())
+            .args(args);
+        cmd
+    }
+
+    /// Shim processes started by this daemon (their args name our socket).
+    pub fn shims(&self) -> Vec<procfs::Process> {
+        let address = self.address().display().to_string();
+        procfs::processes()
+            .into_iter()
+            .filter(|p| p.cmdline.contains("containerd-shim") && p.cmdline.contains(&address))
+            .collect()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("containerd exited: {status}");
+                }
+            }
+            if self.address().exists() && self.ctr(&["version"])?.code == 0 {
+                return self.check_config_current();
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        bail!("socket {} not ready after 30 s", self.address().display())
+    }
+
+    /// A config in an old format is migrated in memory with a warning; keys
+    /// the migration does not know would be silently ignored.
+    fn check_config_current(&self) -> Result<()> {
+        let log = fs::read_to_string(self.log_path())?;
+        if log.contains("Configuration migrated") {
+            bail!(
+                "{} migrated our config: update its version",
+                self.version.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM the daemon, SIGKILL after 10 s, then SIGKILL leftover shims
+    /// (the Rust shim crate ignores SIGTERM).
+    pub fn stop(&mut self) {
+        let shims = self.shims();
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+            if cmd::wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+                eprintln!("containerd {} ignored SIGTERM; killed", self.pid);
+            }
+        }
+        for shim in shims.iter().chain(self.shims().iter()) {
+            let _ = kill(Pid::from_raw(shim.pid), Signal::SIGKILL);
+        }
+        if self.created_run_dir {
+            let _ = fs::remove_dir(RUN_CONTAINERD);
+            self.created_run_dir = false;
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn check_binaries(version: Version) -> Result<()> {
+    for bin in [version.containerd(), version.ctr()] {
+        if !bin.exists() {
+            bail!(
+                "{} missing for {}: run `make install` (scripts/build-containerd2.sh)",
+                bin.display(),
+                version.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The bind mount needs /run/containerd to exist on the host. Creates it
+/// (empty) when missing; returns whether it did so, to remove it again.
+fn ensure_mount_point() -> Result<bool> {
+    if Path::new(RUN_CONTAINERD).exists() {
+        return Ok(false);
+    }
+    fs::create_dir_all(RUN_CONTAINERD)?;
+    Ok(true)
+}
+
+/// unshare a private mount namespace, bind the temp run dir over
+/// /run/containerd, exec containerd (so the child pid is the daemon).
+fn spawn_daemon(version: Version, dir: &Path) -> Result<Child> {
+    let log = fs::File::create(dir.join("containerd.log"))?;
+    let script = format!(
+        "mount --bind '{run}' {RUN_CONTAINERD} && exec '{bin}' --config '{dir}/config.toml'",
+        run = dir.join("run").display(),
+        bin = version.containerd().display(),
+        dir = dir.display(),
+    );
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", version.daemon_path())
+        .env("HOME", "/root")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawn unshare containerd")?;
+    Ok(child)
+}
+
+/// containerd 2.x's ctr prints a cgroup v1 deprecation warning on stderr
+/// with every command on a v1 host; drop it so stderr is the container's.
+fn without_deprecation_warnings(mut out: Output) -> Output {
+    if out.stderr.contains("DEPRECATION") {
+        out.stderr = out
+            .stderr
+            .lines()
+            .filter(|l| !(l.starts_with("time=") && l.contains("msg=\"DEPRECATION:")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    out
+}

@@ -1,0 +1,245 @@
+//! One end-to-end test: a private containerd, a busybox rootfs, the
+//! runtime under test, and the leak check at the end.
+
+use crate::cmd::Output;
+use crate::containerd::{Containerd, Version};
+use crate::leaks::{self, Snapshot};
+use crate::{image, rootfs};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The shim under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// containerd's runc shim: the reference behaviour.
+    Runc,
+    /// Our shim, containerd-shim-lxcri-v2 in /usr/local/bin.
+    Lxcri,
+}
+
+impl Runtime {
+    /// The runtime name ctr passes with --runtime.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Runc => "io.containerd.runc.v2",
+            Runtime::Lxcri => "io.containerd.lxcri.v2",
+        }
+    }
+
+    fn shim_binary(self) -> &'static str {
+        match self {
+            Runtime::Runc => "containerd-shim-runc-v2",
+            Runtime::Lxcri => "/usr/local/bin/containerd-shim-lxcri-v2",
+        }
+    }
+}
+
+/// A test's world; dropping it stops containerd and removes the temp dir.
+pub struct Harness {
+    pub runtime: Runtime,
+    pub ctd: Containerd,
+    rootfs: PathBuf,
+    image: Option<PathBuf>,
+    ids: Vec<String>,
+    snapshot: Snapshot,
+}
+
+impl Harness {
+    /// Starts containerd `version` (with `extra` config) for `runtime`.
+    pub fn start_with(version: Version, runtime: Runtime, extra: &str) -> Result<Self> {
+        check_shim(runtime)?;
+        let host_mounts = leaks::host_mounts()?;
+        let ctd = Containerd::start_with(version, extra)?;
+        let rootfs = ctd.dir().join("rootfs");
+        rootfs::busybox_rootfs(&rootfs)?;
+        let snapshot = Snapshot::take(&ctd, host_mounts)?;
+        Ok(Harness {
+            runtime,
+            ctd,
+            rootfs,
+            image: None,
+            ids: Vec::new(),
+            snapshot,
+        })
+    }
+
+    /// The busybox rootfs directory (for `ctr run --rootfs`).
+    pub fn rootfs(&self) -> String {
+        self.rootfs.display().to_string()
+    }
+
+    /// A container id; tracked so the leak check looks for its processes.
+    pub fn id(&mut self, name: &str) -> String {
+        let id = format!("lxe2e-{name}");
+        self.ids.push(id.clone());
+        id
+    }
+
+    /// `ctr args...` (in containerd's namespace).
+    pub fn ctr(&self, args: &[&str]) -> Result<Output> {
+        self.ctd.ctr(args)
+    }
+
+    /// `ctr args...` that must succeed.
+    pub fn ctr_ok(&self, args: &[&str]) -> Result<Output> {
+        self.ctd.ctr_ok(args)
+    }
+
+    /// `ctr run --rm --runtime R [opts] --rootfs ROOTFS ID cmd...`.
+    pub fn run_rootfs(&mut self, name: &str, opts: &[&str], cmd: &[&str]) -> Result<Output> {
+        let args = self.run_args(name, opts, cmd);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ctr(&args)
+    }
+
+    /// Like [`Harness::run_rootfs`], with `stdin` fed to the container.
+    pub fn run_rootfs_stdin(
+        &mut self,
+        name: &str,
+        opts: &[&str],
+        cmd: &[&str],
+        stdin: &[u8],
+    ) -> Result<Output> {
+        let args = self.run_args(name, opts, cmd);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ctd.ctr_stdin(&args, stdin)
+    }
+
+    fn run_args(&mut self, name: &str, opts: &[&str], cmd: &[&str]) -> Vec<String> {
+        let id = self.id(name);
+        let mut args: Vec<String> = ["run", "--rm", "--runtime", self.runtime.name()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(opts.iter().map(|s| s.to_string()));
+        args.extend(["--rootfs".to_string(), self.rootfs(), id]);
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Builds the busybox OCI tarball (once) and imports it; returns the image name.
+    pub fn import_image(&mut self) -> Result<&'static str> {
+        let tarball = self.image_tarball()?;
+        let tarball = tarball.display().to_string();
+        self.ctr_ok(&["image", "import", &tarball])?;
+        Ok(rootfs::IMAGE)
+    }
+
+    fn image_tarball(&mut self) -> Result<PathBuf> {
+        if let Some(path) = &self.image {
+            return Ok(path.clone());
+        }
+        let work = self.ctd.dir().join("image-work");
+        fs::create_dir_all(&work)?;
+        let out = self.ctd.dir().join("lxcri-busybox.oci.tar");
+        image::oci_image(&self.rootfs, rootfs::IMAGE, &work, &out).context("build image")?;
+        self.image = Some(out.clone());
+        Ok(out)
+    }
+
+    /// Asserts no leaks, stops containerd, asserts again on the host.
+    pub fn finish(mut self) -> Result<()> {
+        let ids = self.ids.clone();
+        let running = self.snapshot.check_running(&self.ctd, &ids);
+        self.ctd.stop();
+        let stopped = self.snapshot.check_stopped(&ids);
+        self.snapshot.clean_up(&ids);
+        running.context("while containerd ran")?;
+        stopped.context("after containerd stopped")
+    }
+
+    /// Prints the daemon's log tail (shim logs included) for a failed test.
+    pub fn dump_log(&self) {
+        eprintln!(
+            "---- {} log tail ({}) ----\n{}\n----",
+            self.ctd.version.name(),
+            self.ctd.log_path().display(),
+            self.ctd.log_tail(60)
+        );
+    }
+}
+
+/// Fails loudly when the shim binary for `runtime` is not installed.
+fn check_shim(runtime: Runtime) -> Result<()> {
+    if runtime == Runtime::Lxcri && !PathBuf::from(runtime.shim_binary()).exists() {
+        anyhow::bail!(
+            "{} is not installed: run `make install-bin` first",
+            runtime.shim_binary()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `scenario` against `version` + `runtime` with a fresh containerd,
+/// then the leak check. Panics (fails the test) with everything that went wrong.
+pub fn run_scenario(
+    version: Version,
+    runtime: Runtime,
+    scenario: impl FnOnce(&mut Harness) -> Result<()>,
+) {
+    if let Err(err) = try_scenario(version, runtime, "", scenario) {
+        panic!("{} / {}: {err:#}", version.name(), runtime.name());
+    }
+}
+
+/// Like [`run_scenario`] with extra containerd config.
+pub fn try_scenario(
+    version: Version,
+    runtime: Runtime,
+    extra_config: &str,
+    scenario: impl FnOnce(&mut Harness) -> Result<()>,
+) -> Result<()> {
+    let mut h = Harness::start_with(version, runtime, extra_config)?;
+    let result = scenario(&mut h);
+    if result.is_err() {
+        h.dump_log();
+    }
+    let leaks = h.finish();
+    match (result, leaks) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(()), Err(l)) => Err(l),
+        (Err(e), Err(l)) => Err(e.context(format!("{l:#}"))),
+    }
+}
+
+/// A task as listed by `ctr task ls`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Task {
+    pub pid: i32,
+    pub status: String,
+}
+
+/// The task `id` from `ctr task ls`, None if not listed.
+pub fn task(h: &Harness, id: &str) -> Result<Option<Task>> {
+    let out = h.ctr_ok(&["task", "ls"])?;
+    for line in out.stdout.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [name, pid, status] = fields[..] {
+            if name == id {
+                let pid = pid.parse().with_context(|| format!("pid in {line:?}"))?;
+                let status = status.to_string();
+                return Ok(Some(Task { pid, status }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Polls `ctr task ls` until task `id` has `status` (10 s).
+pub fn wait_status(h: &Harness, id: &str, status: &str) -> Result<Task> {
+    let start = Instant::now();
+    loop {
+        let current = task(h, id)?;
+        match current {
+            Some(t) if t.status == status => return Ok(t),
+            _ if start.elapsed() > Duration::from_secs(10) => {
+                bail!("task {id} not {status} after 10 s: {current:?}")
+            }
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Test harness for the end-to-end tests: private containerd daemons
+//! (Debian's 1.6 and a built 2.x), ctr with timeouts, a busybox rootfs and
+//! OCI image built offline, and a leak checker. Needs root.
+
+pub mod cmd;
+pub mod containerd;
+pub mod harness;
+pub mod image;
+pub mod leaks;
+pub mod procfs;
+pub mod rootfs;
+
+pub use cmd::Output;
+pub use containerd::{Containerd, Version};
+pub use harness::{run_scenario, try_scenario, Harness, Runtime};

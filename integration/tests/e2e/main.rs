@@ -1,0 +1,46 @@
+//! End-to-end tests: `ctr` against private containerd 1.6 and 2.x daemons,
+//! each scenario with runc (the reference) and with lxcri.
+//!
+//! Every test is named `<scenario>::<runtime>_containerd_<version>`, so a
+//! cargo test filter selects a runtime: `cargo test -p lxcri-integration --
+//! --test-threads=1 runc_`. Needs root; run with --test-threads=1.
+
+mod bad_input;
+mod events;
+mod image;
+mod leak_checker;
+mod lifecycle;
+mod runtime_selection;
+mod spec;
+mod util;
+
+/// Generates one test per (runtime, containerd version) for each scenario
+/// function `fn(&mut Harness) -> anyhow::Result<()>`.
+#[macro_export]
+macro_rules! matrix {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use lxcri_integration::{run_scenario, Runtime, Version};
+
+            #[test]
+            fn runc_containerd_1_6() {
+                run_scenario(Version::V1_6, Runtime::Runc, super::$scenario);
+            }
+
+            #[test]
+            fn runc_containerd_2() {
+                run_scenario(Version::V2, Runtime::Runc, super::$scenario);
+            }
+
+            #[test]
+            fn lxcri_containerd_1_6() {
+                run_scenario(Version::V1_6, Runtime::Lxcri, super::$scenario);
+            }
+
+            #[test]
+            fn lxcri_containerd_2() {
+                run_scenario(Version::V2, Runtime::Lxcri, super::$scenario);
+            }
+        }
+    )*};
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package lxcri needs to build and to run its tests.
+# Idempotent; run as root on Debian bookworm.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps.sh: must run as root" >&2
+	exit 1
+fi
+
+packages=(
+	# build: liblxc headers + libclang for bindgen (lxc-sys), pkg-config, a C toolchain
+	build-essential
+	pkg-config
+	libclang-dev
+	lxc
+	lxc-dev
+	# end-to-end tests: containerd 1.6 (Debian), runc, a static busybox for the test rootfs
+	containerd
+	runc
+	busybox-static
+	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux)
+	iproute2
+	util-linux
+	procps
+	coreutils
+	tar
+	gzip
+	ca-certificates
+	git
+)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${packages[@]}"
