@@ -174,6 +174,17 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         "lxc.apparmor.profile",
         "unconfined",
     )?;
+    let has_proc = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new("/proc") && m.typ().as_deref() == Some("proc"));
+    if !has_proc {
+        return Err(SpecError::new(
+            "mounts",
+            "a proc mount at /proc is required (lxcri starts its init through /proc/self/fd)",
+        ));
+    }
     mounts::translate(spec, ctx.bundle, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
     let mut init = process::translate(spec, &rootfs)?;
@@ -253,5 +264,11 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "hooks.prestart");
+        let s: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "/"}, "process": {"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "mount"}]}
+        }))
+        .unwrap();
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "mounts");
     }
 }
