@@ -179,6 +179,66 @@ impl Container {
     }
 }
 
+/// The trampoline liblxc calls in the attached child: `payload` points to the
+/// caller's `&mut dyn FnMut() -> i32`.
+unsafe extern "C" fn attach_trampoline(payload: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+    // SAFETY: `attach` passes a pointer to a live `&mut dyn FnMut() -> i32`; the child
+    // runs in a copy of the caller's address space, where it is still valid.
+    let f = unsafe { &mut *(payload as *mut &mut dyn FnMut() -> i32) };
+    f()
+}
+
+impl Container {
+    /// Run `f` in a new process attached to every namespace of the running
+    /// container and moved into its cgroup, as root (uid/gid 0 of the container),
+    /// with stdio 0-2 of the caller; `f`'s return value is the process's exit code
+    /// (it normally execs). Returns the process's host pid: a child of the caller.
+    ///
+    /// Forks: call only from a single-threaded process.
+    pub fn attach(&mut self, f: &mut dyn FnMut() -> i32) -> Result<i32> {
+        let attach = method!(self, attach);
+        let mut opts = lxc_sys::lxc_attach_options_t {
+            attach_flags: lxc_sys::LXC_ATTACH_MOVE_TO_CGROUP as i32,
+            namespaces: -1,
+            personality: -1,
+            initial_cwd: std::ptr::null_mut(),
+            // Explicitly root: with -1 liblxc would take the init's current ids, and
+            // the process setup (groups, user, capabilities) needs root.
+            uid: 0,
+            gid: 0,
+            env_policy: lxc_sys::lxc_attach_env_policy_t_LXC_ATTACH_KEEP_ENV,
+            extra_env_vars: std::ptr::null_mut(),
+            extra_keep_env: std::ptr::null_mut(),
+            stdin_fd: 0,
+            stdout_fd: 1,
+            stderr_fd: 2,
+            log_fd: -libc::EBADF,
+            lsm_label: std::ptr::null_mut(),
+            groups: lxc_sys::lxc_groups_t {
+                size: 0,
+                list: std::ptr::null_mut(),
+            },
+        };
+        let mut payload: &mut dyn FnMut() -> i32 = f;
+        let mut pid: lxc_sys::pid_t = -1;
+        // SAFETY: valid container pointer; the options and payload outlive the call
+        // (liblxc forks and uses them in the children only).
+        let r = unsafe {
+            attach(
+                self.raw(),
+                Some(attach_trampoline),
+                &mut payload as *mut &mut dyn FnMut() -> i32 as *mut std::os::raw::c_void,
+                &mut opts,
+                &mut pid,
+            )
+        };
+        if r < 0 || pid <= 0 {
+            return Err(Error::Call { call: "attach" });
+        }
+        Ok(pid)
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         // SAFETY: ptr came from lxc_container_new and is put exactly once here.

@@ -4,5 +4,6 @@
 //! Kept free of liblxc and of heavy dependencies: the init links it statically.
 
 pub mod channel;
+pub mod process;
 pub mod proto;
 pub mod status;

@@ -16,6 +16,10 @@
 //!    error text on it means it failed (init then exits 126 or 127).
 //!
 //! Nothing of this is visible in the container's filesystem.
+//!
+//! The attach helper (`lxcri-attach`, for exec) gets the same kind of channel at
+//! [`INIT_CHANNEL_FD`]: runtime → helper [`RuntimeMessage::Exec`], helper → runtime
+//! [`InitMessage::Started`] with the process's host pid, or [`InitMessage::Error`].
 
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +32,9 @@ pub const INIT_CMD: &str = "/proc/self/fd/4";
 /// The largest message on the channel.
 pub const MAX_MESSAGE: usize = 4 << 20;
 
-/// What init needs to become the container's process.
+/// What a process of the container (the init's payload or an exec) is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct InitSpec {
+pub struct ProcessSpec {
     pub args: Vec<String>,
     /// `KEY=value`, already deduplicated (last wins).
     pub env: Vec<String>,
@@ -39,11 +43,17 @@ pub struct InitSpec {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub umask: Option<u32>,
-    /// None: keep init's (full) capabilities.
+    /// None: keep the (full) capabilities of the caller.
     pub capabilities: Option<CapabilitySets>,
     pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
+}
+
+/// What init needs: the process, and the pre-start setup of the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InitSpec {
+    pub process: ProcessSpec,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     /// Remount / read-only once everything is mounted.
@@ -68,21 +78,33 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
-/// Messages from init to the runtime.
+/// Messages from init (or the attach helper) to the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InitMessage {
     Hello,
     Ready,
-    Error { message: String },
+    /// The attach helper's process runs (exec succeeded); `pid` is its host pid.
+    Started {
+        pid: i32,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Messages from the runtime to init.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RuntimeMessage {
-    Setup { spec: Box<InitSpec> },
+    Setup {
+        spec: Box<InitSpec>,
+    },
     Start,
+    /// To the attach helper: the process to run in the container.
+    Exec {
+        process: Box<ProcessSpec>,
+    },
 }
 
 /// The process exit code for a failed exec, like a shell: 127 when the program

@@ -73,6 +73,7 @@ pub struct ContainerState {
     pub id: String,
     pub bundle: PathBuf,
     pub rundir: PathBuf,
+    pub rootfs: PathBuf,
     pub monitor_pid: i32,
     pub monitor_start_time: u64,
     pub init_pid: i32,
@@ -152,26 +153,18 @@ fn log_tail(rundir: &Path) -> String {
     lines[start..].join("; ")
 }
 
-/// Spawn the start helper with the container's stdio and init's channel end.
-fn spawn_monitor(
-    cfg: &RuntimeConfig,
-    id: &str,
+/// Spawn a libexec helper with `stdio` and the channel end at fd 3.
+fn spawn_helper(
+    helper: &Path,
+    args: &[&std::ffi::OsStr],
     rundir: &Path,
     stdio: Stdio,
-    init_end: Channel,
+    channel_end: Channel,
 ) -> Result<u32> {
-    let helper = cfg.libexec_dir.join("lxcri-start");
-    let init_exe = cfg.libexec_dir.join("lxcri-init");
-    let config = rundir.join("config");
-    let log = rundir.join("lxc.log");
-    let init_fd = init_end.into_fd();
-    let raw = init_fd.as_raw_fd();
-    let mut cmd = Command::new(&helper);
-    cmd.arg(id)
-        .arg(&cfg.root)
-        .arg(&config)
-        .arg(&init_exe)
-        .arg(&log)
+    let fd = channel_end.into_fd();
+    let raw = fd.as_raw_fd();
+    let mut cmd = Command::new(helper);
+    cmd.args(args)
         .env_clear()
         .env(
             "PATH",
@@ -197,10 +190,62 @@ fn spawn_monitor(
             Ok(())
         });
     }
-    let child = cmd.spawn().ctx("spawn", &helper)?;
-    drop(init_fd);
+    let child = cmd.spawn().ctx("spawn", helper)?;
+    drop(fd);
     // Never waited for here: the caller's reaper collects the exit status.
     Ok(child.id())
+}
+
+/// Spawn the start helper (the LXC monitor) with the container's stdio and init's
+/// channel end.
+fn spawn_monitor(
+    cfg: &RuntimeConfig,
+    id: &str,
+    rundir: &Path,
+    stdio: Stdio,
+    init_end: Channel,
+) -> Result<u32> {
+    let init_exe = cfg.libexec_dir.join("lxcri-init");
+    let config = rundir.join("config");
+    let log = rundir.join("lxc.log");
+    let args = [
+        id.as_ref(),
+        cfg.root.as_os_str(),
+        config.as_os_str(),
+        init_exe.as_os_str(),
+        log.as_os_str(),
+    ];
+    spawn_helper(
+        &cfg.libexec_dir.join("lxcri-start"),
+        &args,
+        rundir,
+        stdio,
+        init_end,
+    )
+}
+
+/// A process started in a running container by [`Container::exec`].
+#[derive(Debug)]
+pub struct Exec {
+    /// The process's host pid.
+    pub pid: i32,
+    /// The attach helper's pid: its exit status is the process's.
+    pub helper_pid: i32,
+    /// None when the process had already exited (and been reaped by the helper)
+    /// by the time the runtime heard of it.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Exec {
+    /// Send a signal to the exec'd process.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        let gone = || std::io::Error::from_raw_os_error(libc::ESRCH);
+        let fd = self.pidfd.as_ref().ok_or_else(|| Error::Sys {
+            op: "kill",
+            source: gone(),
+        })?;
+        pidfd_send_signal(fd.as_fd(), signal).map_err(|source| Error::Sys { op: "kill", source })
+    }
 }
 
 impl Container {
@@ -372,6 +417,7 @@ impl Container {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
             rundir: partial.rundir.clone(),
+            rootfs: t.rootfs.clone(),
             monitor_pid,
             monitor_start_time,
             init_pid,
@@ -387,6 +433,65 @@ impl Container {
             state,
             channel: Some(rt_end),
             init_pidfd,
+        })
+    }
+
+    /// Run another process in the running container (through the attach helper).
+    /// `on_helper` is told the helper's pid as soon as it exists; the helper's exit
+    /// status is the process's. An exec that fails (missing binary...) is an error.
+    pub fn exec(
+        &self,
+        cfg: &RuntimeConfig,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+        on_helper: &mut dyn FnMut(u32),
+    ) -> Result<Exec> {
+        let id = &self.state.id;
+        let spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        let (rt_end, helper_end) = Channel::pair().map_err(|source| Error::Sys {
+            op: "socketpair",
+            source,
+        })?;
+        let log = self.state.rundir.join("lxc.log");
+        let args = [id.as_ref(), cfg.root.as_os_str(), log.as_os_str()];
+        let helper_pid = spawn_helper(
+            &cfg.libexec_dir.join("lxcri-attach"),
+            &args,
+            &self.state.rundir,
+            stdio,
+            helper_end,
+        )? as i32;
+        on_helper(helper_pid as u32);
+        let fail = |message: String| Error::Exec {
+            id: id.clone(),
+            message,
+        };
+        rt_end
+            .send(&RuntimeMessage::Exec {
+                process: Box::new(spec),
+            })
+            .map_err(|e| fail(format!("send to the attach helper: {e}")))?;
+        let reply = rt_end
+            .recv_timeout::<InitMessage>(cfg.start_timeout)
+            .map_err(|e| fail(format!("waiting for the attach helper: {e}")))?
+            .ok_or_else(|| {
+                fail(format!(
+                    "the attach helper died; {}",
+                    log_tail(&self.state.rundir)
+                ))
+            })?;
+        let pid = match reply.message {
+            InitMessage::Started { pid } => pid,
+            InitMessage::Error { message } => return Err(fail(message)),
+            m => return Err(fail(format!("unexpected message {m:?}"))),
+        };
+        // A short-lived process may already be gone (the helper reaps it).
+        let pidfd = pidfd_open(pid).ok();
+        log::info!("exec in container id={id} pid={pid} helper_pid={helper_pid}");
+        Ok(Exec {
+            pid,
+            helper_pid,
+            pidfd,
         })
     }
 
@@ -612,6 +717,7 @@ mod tests {
             id: "x".into(),
             bundle: "/b".into(),
             rundir: d.path().to_path_buf(),
+            rootfs: "/b/rootfs".into(),
             monitor_pid: 2,
             monitor_start_time: 3,
             init_pid: 4,

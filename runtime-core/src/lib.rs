@@ -9,5 +9,5 @@ pub mod lxcconf;
 pub mod spec;
 pub mod sys;
 
-pub use container::{destroy, Container, ContainerState, RuntimeConfig, Stdio};
+pub use container::{destroy, Container, ContainerState, Exec, RuntimeConfig, Stdio};
 pub use error::{Error, Result, SpecError};

@@ -16,20 +16,24 @@ use containerd_shim::asynchronous::publisher::RemotePublisher;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::event::Event;
 use containerd_shim::monitor::{Subject, Topic};
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::protobuf::{Message, MessageDyn};
+use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::shim::shim::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
-    StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+    DeleteResponse, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::ttrpc::{self};
 use containerd_shim::protos::types::empty::Empty;
 use containerd_shim::protos::types::task::{ProcessInfo, Status};
-use runtime_core::{Container, RuntimeConfig};
+use runtime_core::{Container, Exec, RuntimeConfig};
 use tokio::sync::{watch, Mutex};
 
 use crate::error::{Error, Result};
@@ -75,6 +79,23 @@ struct TaskEntry {
     exit_tx: watch::Sender<Option<ExitInfo>>,
     io: IoKeep,
     rootfs_mounted: bool,
+    execs: HashMap<String, ExecEntry>,
+}
+
+/// A process added with Exec, and started with Start(exec_id).
+struct ExecEntry {
+    process: oci_spec::runtime::Process,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    terminal: bool,
+    state: State,
+    pid: u32,
+    helper_pid: u32,
+    handle: Option<Exec>,
+    exit: Option<ExitInfo>,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+    io: IoKeep,
 }
 
 /// Shared between the task service and the exit watcher.
@@ -149,18 +170,29 @@ impl TaskService {
 
     async fn on_exit(&self, pid: i32, info: ExitInfo) {
         let mut tasks = self.tasks.lock().await;
-        let Some(t) = tasks
-            .by_id
-            .values_mut()
-            .find(|t| t.monitor_pid as i32 == pid && t.state != State::Stopped)
-        else {
+        let mut event = None;
+        for t in tasks.by_id.values_mut() {
+            if t.monitor_pid as i32 == pid && t.state != State::Stopped {
+                event = Some(mark_stopped(t, info));
+                break;
+            }
+            let id = t.id.clone();
+            if let Some((exec_id, e)) = t
+                .execs
+                .iter_mut()
+                .find(|(_, e)| e.helper_pid as i32 == pid && e.state == State::Running)
+            {
+                event = Some(mark_exec_stopped(&id, exec_id, e, info));
+                break;
+            }
+        }
+        let Some(event) = event else {
             tasks
                 .unclaimed
                 .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
             tasks.unclaimed.insert(pid, (info, Instant::now()));
             return;
         };
-        let event = mark_stopped(t, info);
         drop(tasks);
         self.publish(event.topic().as_str(), Box::new(event)).await;
     }
@@ -192,6 +224,27 @@ fn mark_stopped(t: &mut TaskEntry, info: ExitInfo) -> TaskExit {
     }
 }
 
+/// Record an exec's exit; returns the /tasks/exit event to publish.
+fn mark_exec_stopped(id: &str, exec_id: &str, e: &mut ExecEntry, info: ExitInfo) -> TaskExit {
+    log::info!(
+        "exec exited id={id} exec_id={exec_id} pid={} exit_status={}",
+        e.pid,
+        info.code
+    );
+    e.state = State::Stopped;
+    e.exit = Some(info);
+    e.io.release();
+    let _ = e.exit_tx.send(Some(info));
+    TaskExit {
+        container_id: id.to_string(),
+        id: exec_id.to_string(),
+        pid: e.pid,
+        exit_status: info.code,
+        exited_at: Some(timestamp(info.at)).into(),
+        ..Default::default()
+    }
+}
+
 fn status_of(s: State) -> Status {
     match s {
         State::Created => Status::CREATED,
@@ -200,12 +253,17 @@ fn status_of(s: State) -> Status {
     }
 }
 
-fn no_exec(exec_id: &str, what: &'static str) -> Result<()> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Unimplemented(what))
-    }
+/// The Pids info of an exec'd process, as runc's shim gives it.
+fn process_details(exec_id: &str) -> Option<Any> {
+    let d = ProcessDetails {
+        exec_id: exec_id.to_string(),
+        ..Default::default()
+    };
+    Some(Any {
+        type_url: "containerd.runc.v1.ProcessDetails".to_string(),
+        value: d.write_to_bytes().ok()?,
+        ..Default::default()
+    })
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -263,6 +321,7 @@ impl TaskService {
             exit_tx,
             io: keep,
             rootfs_mounted,
+            execs: HashMap::new(),
         };
         let mut tasks = self.tasks.lock().await;
         let early_exit = tasks.unclaimed.remove(&(monitor_pid as i32));
@@ -315,7 +374,9 @@ impl TaskService {
     }
 
     async fn do_start(&self, req: StartRequest) -> Result<StartResponse> {
-        no_exec(&req.exec_id, "exec processes")?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&req.id, &req.exec_id).await;
+        }
         // Held across the start so that the exit of a process that fails to exec
         // is published after /tasks/start.
         let mut tasks = self.tasks.lock().await;
@@ -357,7 +418,11 @@ impl TaskService {
     }
 
     async fn do_kill(&self, req: KillRequest) -> Result<()> {
-        no_exec(&req.exec_id, "exec processes")?;
+        if !req.exec_id.is_empty() {
+            return self
+                .kill_exec(&req.id, &req.exec_id, req.signal as i32)
+                .await;
+        }
         let tasks = self.tasks.lock().await;
         let t = tasks
             .by_id
@@ -421,7 +486,9 @@ impl TaskService {
     }
 
     async fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
-        no_exec(&req.exec_id, "exec processes")?;
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req.id, &req.exec_id).await;
+        }
         let state = {
             let tasks = self.tasks.lock().await;
             let t = tasks
@@ -496,12 +563,34 @@ impl TaskService {
     }
 
     async fn do_state(&self, req: StateRequest) -> Result<StateResponse> {
-        no_exec(&req.exec_id, "exec processes")?;
         let tasks = self.tasks.lock().await;
         let t = tasks
             .by_id
             .get(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        if !req.exec_id.is_empty() {
+            let e = t
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?;
+            let mut resp = StateResponse {
+                id: req.exec_id.clone(),
+                exec_id: req.exec_id.clone(),
+                bundle: t.bundle.to_string_lossy().into_owned(),
+                pid: e.pid,
+                stdin: e.stdin.clone(),
+                stdout: e.stdout.clone(),
+                stderr: e.stderr.clone(),
+                terminal: e.terminal,
+                ..Default::default()
+            };
+            resp.set_status(status_of(e.state));
+            if let Some(info) = e.exit {
+                resp.exit_status = info.code;
+                resp.exited_at = Some(timestamp(info.at)).into();
+            }
+            return Ok(resp);
+        }
         let mut resp = StateResponse {
             id: t.id.clone(),
             bundle: t.bundle.to_string_lossy().into_owned(),
@@ -527,6 +616,12 @@ impl TaskService {
             .get(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
         let c = t.container.clone();
+        let exec_pids: HashMap<u32, String> = t
+            .execs
+            .iter()
+            .filter(|(_, e)| e.state == State::Running)
+            .map(|(id, e)| (e.pid, id.clone()))
+            .collect();
         drop(tasks);
         let pids = blocking(move || {
             let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
@@ -541,9 +636,241 @@ impl TaskService {
                 .into_iter()
                 .map(|pid| ProcessInfo {
                     pid: pid as u32,
+                    info: exec_pids
+                        .get(&(pid as u32))
+                        .and_then(|exec_id| process_details(exec_id))
+                        .into(),
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Exec processes.
+impl TaskService {
+    async fn add_exec(&self, req: ExecProcessRequest) -> Result<()> {
+        if req.terminal {
+            return Err(Error::InvalidArgument(
+                "terminals are not supported by lxcri yet".into(),
+            ));
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("exec without a process spec".into()))?;
+        let process: oci_spec::runtime::Process = serde_json::from_slice(&spec.value)
+            .map_err(|e| Error::InvalidArgument(format!("exec process spec: {e}")))?;
+        let mut tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get_mut(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        if t.state != State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot exec in container {}: it is {:?}",
+                req.id, t.state
+            )));
+        }
+        if t.execs.contains_key(&req.exec_id) {
+            return Err(Error::AlreadyExists(format!(
+                "exec {} in {}",
+                req.exec_id, req.id
+            )));
+        }
+        let (exit_tx, _) = watch::channel(None);
+        t.execs.insert(
+            req.exec_id.clone(),
+            ExecEntry {
+                process,
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                state: State::Created,
+                pid: 0,
+                helper_pid: 0,
+                handle: None,
+                exit: None,
+                exit_tx,
+                io: IoKeep::default(),
+            },
+        );
+        drop(tasks);
+        let event = TaskExecAdded {
+            container_id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        };
+        self.publish(event.topic().as_str(), Box::new(event)).await;
+        Ok(())
+    }
+
+    async fn start_exec(&self, id: &str, exec_id: &str) -> Result<StartResponse> {
+        // Held across the start so that the exit of a short-lived exec is
+        // published after /tasks/exec-started.
+        let mut tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if t.state != State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot start exec {exec_id}: container {id} is {:?}",
+                t.state
+            )));
+        }
+        let container = t.container.clone();
+        let e = t
+            .execs
+            .get_mut(exec_id)
+            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
+        if e.state != State::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "exec {exec_id} is {:?}, not created",
+                e.state
+            )));
+        }
+        let (stdio, keep) = io::open(&e.stdin, &e.stdout, &e.stderr)?;
+        let process = e.process.clone();
+        let cfg = self.cfg.clone();
+        let result = blocking(move || {
+            let c = container
+                .lock()
+                .map_err(|_| Error::Internal("poisoned".into()))?;
+            let mut helper = 0;
+            let r = c.exec(&cfg, &process, stdio, &mut |pid| helper = pid);
+            Ok((r, helper))
+        })
+        .await?;
+        let exec = match result {
+            (Ok(exec), _) => exec,
+            (Err(err), helper) => {
+                tasks.unclaimed.remove(&(helper as i32));
+                let e = tasks
+                    .by_id
+                    .get_mut(id)
+                    .and_then(|t| t.execs.get_mut(exec_id));
+                if let Some(e) = e {
+                    // Like runc: an exec that cannot start is an error of Start, and
+                    // the process counts as exited.
+                    e.state = State::Stopped;
+                    let info = ExitInfo {
+                        code: 127,
+                        at: std::time::SystemTime::now(),
+                    };
+                    e.exit = Some(info);
+                    let _ = e.exit_tx.send(Some(info));
+                }
+                return Err(Error::Runtime(err));
+            }
+        };
+        let pid = exec.pid as u32;
+        let helper_pid = exec.helper_pid;
+        let early = tasks.unclaimed.remove(&helper_pid);
+        let t = tasks
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let e = t
+            .execs
+            .get_mut(exec_id)
+            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
+        e.state = State::Running;
+        e.pid = pid;
+        e.helper_pid = helper_pid as u32;
+        e.handle = Some(exec);
+        e.io = keep;
+        let exit_event = early.map(|(info, _)| mark_exec_stopped(id, exec_id, e, info));
+        let event = TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid,
+            ..Default::default()
+        };
+        self.publish(event.topic().as_str(), Box::new(event)).await;
+        if let Some(ev) = exit_event {
+            self.publish(ev.topic().as_str(), Box::new(ev)).await;
+        }
+        drop(tasks);
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn kill_exec(&self, id: &str, exec_id: &str, signal: i32) -> Result<()> {
+        let tasks = self.tasks.lock().await;
+        let e = tasks
+            .by_id
+            .get(id)
+            .and_then(|t| t.execs.get(exec_id))
+            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
+        match (&e.handle, e.state) {
+            (Some(h), State::Running) => match h.kill(signal) {
+                Ok(()) => Ok(()),
+                Err(runtime_core::Error::Sys { source, .. })
+                    if source.raw_os_error() == Some(libc::ESRCH) =>
+                {
+                    Err(Error::NotFound("process already finished".into()))
+                }
+                Err(e) => Err(e.into()),
+            },
+            (_, State::Created) => Err(Error::FailedPrecondition(format!(
+                "exec {exec_id} is not started"
+            ))),
+            _ => Err(Error::NotFound("process already finished".into())),
+        }
+    }
+
+    async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<ExitInfo> {
+        let mut rx = {
+            let tasks = self.tasks.lock().await;
+            let e = tasks
+                .by_id
+                .get(id)
+                .and_then(|t| t.execs.get(exec_id))
+                .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
+            if let Some(info) = e.exit {
+                return Ok(info);
+            }
+            e.exit_tx.subscribe()
+        };
+        loop {
+            if let Some(info) = *rx.borrow_and_update() {
+                return Ok(info);
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::NotFound(format!("exec {exec_id} in {id}")));
+            }
+        }
+    }
+
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
+        let mut tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let e = t
+            .execs
+            .get(exec_id)
+            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
+        if e.state == State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot delete running exec {exec_id}"
+            )));
+        }
+        let e = t.execs.remove(exec_id).expect("checked above");
+        let info = e.exit.unwrap_or(ExitInfo {
+            code: 0,
+            at: std::time::SystemTime::now(),
+        });
+        Ok(DeleteResponse {
+            pid: e.pid,
+            exit_status: info.code,
+            exited_at: Some(timestamp(info.at)).into(),
             ..Default::default()
         })
     }
@@ -583,13 +910,22 @@ impl Task for TaskService {
         Ok(self.do_delete(req).await?)
     }
 
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        log::info!("Exec id={} exec_id={}", req.id, req.exec_id);
+        self.add_exec(req).await?;
+        Ok(Empty::new())
+    }
+
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
         Ok(self.do_state(req).await?)
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        no_exec(&req.exec_id, "exec processes")?;
-        let info = self.wait_stopped(&req.id, None).await?;
+        let info = if req.exec_id.is_empty() {
+            self.wait_stopped(&req.id, None).await?
+        } else {
+            self.wait_exec(&req.id, &req.exec_id).await?
+        };
         Ok(WaitResponse {
             exit_status: info.code,
             exited_at: Some(timestamp(info.at)).into(),

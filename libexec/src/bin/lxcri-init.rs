@@ -6,27 +6,16 @@
 //! at the barrier for Start, then becomes the OCI process: rlimits, cwd, user,
 //! capabilities, no_new_privs, and finally `execve` as the same pid.
 
-use std::collections::HashSet;
-use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::exit;
 
-use caps::{CapSet, Capability};
 use lxcri_libexec::channel::Channel;
-use lxcri_libexec::proto::{
-    exec_failure_code, InitMessage, InitSpec, RuntimeMessage, CAPABILITY_NAMES, INIT_CHANNEL_FD,
-    INIT_EXE_FD,
-};
+use lxcri_libexec::process::SETUP_FAILED as INIT_FAILED;
+use lxcri_libexec::proto::{InitMessage, InitSpec, RuntimeMessage, INIT_CHANNEL_FD, INIT_EXE_FD};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::Mode;
-use nix::unistd::{Gid, Uid};
-
-/// Exit code for a failure of init itself (not of the exec).
-const INIT_FAILED: i32 = 1;
 
 fn fail(msg: &str) -> ! {
     let _ = writeln!(std::io::stderr(), "lxcri-init: {msg}");
@@ -43,7 +32,7 @@ fn main() {
     }
     let spec = match ch.recv::<RuntimeMessage>() {
         Ok(Some(r)) => match r.message {
-            RuntimeMessage::Setup { spec } => spec,
+            RuntimeMessage::Setup { spec } => *spec,
             m => fail(&format!("unexpected message {m:?}")),
         },
         Ok(None) => exit(INIT_FAILED),
@@ -68,7 +57,7 @@ fn main() {
         Err(e) => fail(&format!("receive start: {e}")),
     };
     drop(ch);
-    let (code, message) = become_process(&spec);
+    let (code, message) = lxcri_libexec::process::become_process(&spec.process);
     report(result_pipe, &message);
     exit(code)
 }
@@ -152,197 +141,4 @@ fn readonly_path(p: &str) -> Result<(), Errno> {
         None::<&str>,
     )?;
     remount_readonly(p)
-}
-
-fn cap_set(nums: &[u8]) -> Result<HashSet<Capability>, String> {
-    nums.iter()
-        .map(|n| {
-            CAPABILITY_NAMES
-                .get(*n as usize)
-                .and_then(|name| name.parse::<Capability>().ok())
-                .ok_or_else(|| format!("unknown capability {n}"))
-        })
-        .collect()
-}
-
-/// Turn this process into the OCI process; returns only on failure, with the exit
-/// code and the message.
-fn become_process(spec: &InitSpec) -> (i32, String) {
-    match setup_process(spec) {
-        Ok(()) => {}
-        Err(msg) => return (INIT_FAILED, msg),
-    }
-    let (path, errno) = exec(spec);
-    let code = exec_failure_code(errno);
-    let arg0 = spec.args.first().map(String::as_str).unwrap_or("");
-    let msg = match (errno, path) {
-        (Errno::ENOENT, None) => {
-            format!("exec: {arg0:?}: executable file not found in $PATH")
-        }
-        (e, _) => format!("exec: {arg0:?}: {}", e.desc().to_lowercase()),
-    };
-    (code, msg)
-}
-
-fn setup_process(spec: &InitSpec) -> Result<(), String> {
-    if let Some(u) = spec.umask {
-        nix::sys::stat::umask(Mode::from_bits_truncate(u));
-    }
-    for r in &spec.rlimits {
-        let rl = libc::rlimit {
-            rlim_cur: r.soft,
-            rlim_max: r.hard,
-        };
-        // SAFETY: plain syscall with a valid pointer to an initialized rlimit.
-        if unsafe { libc::setrlimit(r.resource as _, &rl) } != 0 {
-            return Err(format!("setrlimit {}: {}", r.resource, Errno::last()));
-        }
-    }
-    if let Some(adj) = spec.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| format!("oom_score_adj: {e}"))?;
-    }
-    if !spec.cwd.is_empty() {
-        nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| {
-            format!(
-                "chdir to cwd ({:?}) set in config.json failed: {e}",
-                spec.cwd
-            )
-        })?;
-    }
-    if let Some(c) = &spec.capabilities {
-        let bounding = cap_set(&c.bounding)?;
-        for cap in caps::all() {
-            if !bounding.contains(&cap)
-                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
-            {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(|e| format!("drop bounding {cap}: {e}"))?;
-            }
-        }
-    }
-    let gids: Vec<Gid> = spec
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&gids).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setresgid(
-        Gid::from_raw(spec.gid),
-        Gid::from_raw(spec.gid),
-        Gid::from_raw(spec.gid),
-    )
-    .map_err(|e| format!("setgid {}: {e}", spec.gid))?;
-    if spec.uid != 0 {
-        caps::securebits::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
-        nix::unistd::setresuid(
-            Uid::from_raw(spec.uid),
-            Uid::from_raw(spec.uid),
-            Uid::from_raw(spec.uid),
-        )
-        .map_err(|e| format!("setuid {}: {e}", spec.uid))?;
-        caps::securebits::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
-        let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
-        caps::set(None, CapSet::Effective, &permitted).map_err(|e| format!("capset: {e}"))?;
-    }
-    if let Some(c) = &spec.capabilities {
-        caps::set(None, CapSet::Inheritable, &cap_set(&c.inheritable)?)
-            .map_err(|e| format!("set inheritable capabilities: {e}"))?;
-        caps::set(None, CapSet::Effective, &cap_set(&c.effective)?)
-            .map_err(|e| format!("set effective capabilities: {e}"))?;
-        caps::set(None, CapSet::Permitted, &cap_set(&c.permitted)?)
-            .map_err(|e| format!("set permitted capabilities: {e}"))?;
-        caps::clear(None, CapSet::Ambient).map_err(|e| format!("clear ambient: {e}"))?;
-        for cap in cap_set(&c.ambient)? {
-            caps::raise(None, CapSet::Ambient, cap)
-                .map_err(|e| format!("raise ambient {cap}: {e}"))?;
-        }
-    }
-    if spec.no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    }
-    close_fds_on_exec();
-    Ok(())
-}
-
-/// Mark every fd above stderr close-on-exec: nothing of the runtime may leak into
-/// the container's process.
-fn close_fds_on_exec() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds; no memory
-    // is touched.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r != 0 {
-        // Older kernels: do it one by one.
-        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = dir
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd > 2)
-                .collect();
-            for fd in fds {
-                // SAFETY: setting FD_CLOEXEC on a possibly-closed fd is harmless.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-        }
-    }
-}
-
-fn cstrings(v: &[String]) -> Result<Vec<CString>, Errno> {
-    v.iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| Errno::EINVAL))
-        .collect()
-}
-
-/// Look up and exec args[0]; returns the resolved path (if any) and the error.
-fn exec(spec: &InitSpec) -> (Option<PathBuf>, Errno) {
-    let Some(arg0) = spec.args.first() else {
-        return (None, Errno::ENOENT);
-    };
-    let (Ok(argv), Ok(envp)) = (cstrings(&spec.args), cstrings(&spec.env)) else {
-        return (None, Errno::EINVAL);
-    };
-    let candidates: Vec<PathBuf> = if arg0.contains('/') {
-        vec![PathBuf::from(arg0)]
-    } else {
-        let path = spec
-            .env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("");
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(arg0))
-            .collect()
-    };
-    let mut last: Option<(PathBuf, Errno)> = None;
-    for c in candidates {
-        let Ok(cpath) = CString::new(c.as_os_str().as_bytes()) else {
-            continue;
-        };
-        let e = match nix::unistd::execve(&cpath, &argv, &envp) {
-            Err(e) => e,
-            Ok(never) => match never {},
-        };
-        // Like execvp: a permission error is remembered, a missing file is not.
-        match (&last, e) {
-            (_, Errno::ENOENT | Errno::ENOTDIR) if !arg0.contains('/') => {}
-            _ => last = Some((c, e)),
-        }
-        if arg0.contains('/') {
-            break;
-        }
-        if !matches!(e, Errno::ENOENT | Errno::ENOTDIR | Errno::EACCES) {
-            break;
-        }
-    }
-    match last {
-        Some((p, e)) => (Some(p), e),
-        None => (None, Errno::ENOENT),
-    }
 }

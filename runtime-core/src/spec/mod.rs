@@ -187,7 +187,10 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     }
     mounts::translate(spec, ctx.bundle, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
-    let mut init = process::translate(spec, &rootfs)?;
+    let mut init = InitSpec {
+        process: process::translate(spec, &rootfs)?,
+        ..Default::default()
+    };
     if let Some(l) = spec.linux().as_ref() {
         init.masked_paths = check_paths(
             "linux.maskedPaths",
@@ -236,10 +239,10 @@ mod tests {
         let t = translate(&spec, &ctx).unwrap();
         let want = CTR_LXC.replace("@ROOTFS@", &rootfs.to_string_lossy());
         assert_eq!(t.lxc.render(), want);
-        assert_eq!(t.init.args, vec!["/bin/echo", "hello"]);
+        assert_eq!(t.init.process.args, vec!["/bin/echo", "hello"]);
         assert_eq!(t.init.masked_paths.len(), 10);
         assert_eq!(t.init.readonly_paths.len(), 5);
-        assert!(t.init.capabilities.unwrap().bounding.contains(&0));
+        assert!(t.init.process.capabilities.unwrap().bounding.contains(&0));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use lxcri_libexec::proto::{capability_number, CapabilitySets, InitSpec, Rlimit};
+use lxcri_libexec::proto::{capability_number, CapabilitySets, ProcessSpec, Rlimit};
 use oci_spec::runtime::{Capabilities, PosixRlimitType, Process, Spec};
 
 use crate::error::SpecError;
@@ -101,12 +101,17 @@ fn rlimit_resource(t: PosixRlimitType) -> u32 {
     }
 }
 
-/// Translate `process` into the init's spec.
-pub fn translate(spec: &Spec, rootfs: &Path) -> Result<InitSpec, SpecError> {
+/// Translate `process` into what the init becomes.
+pub fn translate(spec: &Spec, rootfs: &Path) -> Result<ProcessSpec, SpecError> {
     let p: &Process = spec
         .process()
         .as_ref()
         .ok_or_else(|| SpecError::new("process", "is required"))?;
+    translate_process(p, rootfs)
+}
+
+/// Translate one OCI process (the spec's, or an exec's).
+pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, SpecError> {
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(SpecError::new("process.args", "must not be empty"));
@@ -202,7 +207,7 @@ pub fn translate(spec: &Spec, rootfs: &Path) -> Result<InitSpec, SpecError> {
         }
     }
 
-    Ok(InitSpec {
+    Ok(ProcessSpec {
         args,
         env,
         cwd,
@@ -214,9 +219,6 @@ pub fn translate(spec: &Spec, rootfs: &Path) -> Result<InitSpec, SpecError> {
         rlimits,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         oom_score_adj: p.oom_score_adj(),
-        masked_paths: Vec::new(),
-        readonly_paths: Vec::new(),
-        readonly_rootfs: false,
     })
 }
 

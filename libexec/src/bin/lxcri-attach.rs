@@ -1,0 +1,94 @@
+//! `lxcri-attach NAME LXCPATH LOG`: runs one exec process in a running container.
+//!
+//! Started by the runtime with the process's stdio on fds 0-2 and a channel at fd 3
+//! (see `lxcri_libexec::proto`). It receives the process spec, attaches to the
+//! container with liblxc (every namespace of the init, moved into its cgroup), sets
+//! the process up like the init does and execs it. It reports the process's host
+//! pid (or why the exec failed), waits for it, and exits with its exit status
+//! (0-255, or 128+signal). Single-threaded: liblxc forks here, never in the shim.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::exit;
+
+use lxcri_ffi::Container;
+use lxcri_libexec::channel::Channel;
+use lxcri_libexec::proto::{InitMessage, RuntimeMessage, INIT_CHANNEL_FD};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+/// Exit code when the process could not even be attached.
+const ATTACH_FAILED: i32 = 255;
+
+fn log_line(log: &Path, msg: &str) {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(log) {
+        let _ = writeln!(f, "lxcri-attach: {msg}");
+    }
+}
+
+fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
+    let [name, lxcpath, _log] = args else {
+        return Err("usage: lxcri-attach NAME LXCPATH LOG".into());
+    };
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let process = match ch.recv::<RuntimeMessage>() {
+        Ok(Some(r)) => match r.message {
+            RuntimeMessage::Exec { process } => *process,
+            m => return Err(format!("unexpected message {m:?}")),
+        },
+        Ok(None) => return Err("the runtime closed the channel".into()),
+        Err(e) => return Err(format!("receive exec: {e}")),
+    };
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let wfd = w.as_raw_fd();
+    let mut c = Container::new(name, Path::new(lxcpath)).map_err(|e| e.to_string())?;
+    let mut payload = || -> i32 {
+        // In the attached child, inside the container.
+        let (code, message) = lxcri_libexec::process::become_process(&process);
+        let _ = writeln!(std::io::stderr(), "lxcri: {message}");
+        // SAFETY: wfd is the pipe's write end, open in this (forked) child.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(wfd) };
+        let _ = f.write_all(message.as_bytes());
+        code
+    };
+    let pid = c.attach(&mut payload).map_err(|e| e.to_string())?;
+    drop(w);
+    let mut err = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut err);
+    let reply = if err.is_empty() {
+        InitMessage::Started { pid }
+    } else {
+        InitMessage::Error { message: err }
+    };
+    let _ = ch.send(&reply);
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("wait for {pid}: {e}")),
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // SAFETY: fd 3 is the channel by protocol; nothing else owns it.
+    let ch = unsafe { Channel::from_raw_fd(INIT_CHANNEL_FD) };
+    match run(&args, &ch) {
+        Ok(code) => exit(code),
+        Err(msg) => {
+            let _ = ch.send(&InitMessage::Error {
+                message: msg.clone(),
+            });
+            if let Some(log) = args.get(2) {
+                log_line(Path::new(log), &msg);
+            }
+            exit(ATTACH_FAILED)
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Becoming a container process: what runs in the container right before `execve`,
+//! shared by the init (at Start) and by exec'd processes (in the attached child).
+//!
+//! The order follows runc's: rlimits, oom_score_adj, cwd, the bounding set, groups,
+//! gid, uid (keeping capabilities across setuid), the capability sets, ambient
+//! capabilities, no_new_privs, close-on-exec for every fd above stderr, execve.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability};
+use nix::errno::Errno;
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+
+use crate::proto::{exec_failure_code, ProcessSpec, CAPABILITY_NAMES};
+
+/// Exit code for a failure of the setup itself (not of the exec).
+pub const SETUP_FAILED: i32 = 1;
+
+fn cap_set(nums: &[u8]) -> Result<HashSet<Capability>, String> {
+    nums.iter()
+        .map(|n| {
+            CAPABILITY_NAMES
+                .get(*n as usize)
+                .and_then(|name| name.parse::<Capability>().ok())
+                .ok_or_else(|| format!("unknown capability {n}"))
+        })
+        .collect()
+}
+
+/// Turn this process into the spec's process; returns only on failure, with the
+/// exit code to use and the message for the user.
+pub fn become_process(spec: &ProcessSpec) -> (i32, String) {
+    if let Err(msg) = setup(spec) {
+        return (SETUP_FAILED, msg);
+    }
+    let (path, errno) = exec(spec);
+    let arg0 = spec.args.first().map(String::as_str).unwrap_or("");
+    let msg = match (errno, path) {
+        (Errno::ENOENT, None) => format!("exec: {arg0:?}: executable file not found in $PATH"),
+        (e, _) => format!("exec: {arg0:?}: {}", e.desc().to_lowercase()),
+    };
+    (exec_failure_code(errno), msg)
+}
+
+/// Everything but the exec.
+pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
+    if let Some(u) = spec.umask {
+        nix::sys::stat::umask(Mode::from_bits_truncate(u));
+    }
+    for r in &spec.rlimits {
+        let rl = libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        };
+        // SAFETY: plain syscall with a valid pointer to an initialized rlimit.
+        if unsafe { libc::setrlimit(r.resource as _, &rl) } != 0 {
+            return Err(format!("setrlimit {}: {}", r.resource, Errno::last()));
+        }
+    }
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("oom_score_adj: {e}"))?;
+    }
+    if !spec.cwd.is_empty() {
+        nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| {
+            format!(
+                "chdir to cwd ({:?}) set in config.json failed: {e}",
+                spec.cwd
+            )
+        })?;
+    }
+    if let Some(c) = &spec.capabilities {
+        let bounding = cap_set(&c.bounding)?;
+        for cap in caps::all() {
+            if !bounding.contains(&cap)
+                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+            {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| format!("drop bounding {cap}: {e}"))?;
+            }
+        }
+    }
+    let gids: Vec<Gid> = spec
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&gids).map_err(|e| format!("setgroups: {e}"))?;
+    let gid = Gid::from_raw(spec.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setgid {}: {e}", spec.gid))?;
+    if spec.uid != 0 {
+        caps::securebits::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
+        let uid = Uid::from_raw(spec.uid);
+        nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setuid {}: {e}", spec.uid))?;
+        caps::securebits::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
+        let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
+        caps::set(None, CapSet::Effective, &permitted).map_err(|e| format!("capset: {e}"))?;
+    }
+    if let Some(c) = &spec.capabilities {
+        caps::set(None, CapSet::Inheritable, &cap_set(&c.inheritable)?)
+            .map_err(|e| format!("set inheritable capabilities: {e}"))?;
+        caps::set(None, CapSet::Effective, &cap_set(&c.effective)?)
+            .map_err(|e| format!("set effective capabilities: {e}"))?;
+        caps::set(None, CapSet::Permitted, &cap_set(&c.permitted)?)
+            .map_err(|e| format!("set permitted capabilities: {e}"))?;
+        caps::clear(None, CapSet::Ambient).map_err(|e| format!("clear ambient: {e}"))?;
+        for cap in cap_set(&c.ambient)? {
+            caps::raise(None, CapSet::Ambient, cap)
+                .map_err(|e| format!("raise ambient {cap}: {e}"))?;
+        }
+    }
+    if spec.no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    }
+    close_fds_on_exec();
+    Ok(())
+}
+
+/// Mark every fd above stderr close-on-exec: nothing of the runtime may leak into
+/// the container's process.
+pub fn close_fds_on_exec() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds; no memory
+    // is touched.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        // Older kernels: do it one by one.
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect();
+            for fd in fds {
+                // SAFETY: setting FD_CLOEXEC on a possibly-closed fd is harmless.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>, Errno> {
+    v.iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| Errno::EINVAL))
+        .collect()
+}
+
+/// Look up and exec args[0] (with the PATH of the process's env, like execvp);
+/// returns the resolved path (if any) and the error.
+pub fn exec(spec: &ProcessSpec) -> (Option<PathBuf>, Errno) {
+    let Some(arg0) = spec.args.first() else {
+        return (None, Errno::ENOENT);
+    };
+    let (Ok(argv), Ok(envp)) = (cstrings(&spec.args), cstrings(&spec.env)) else {
+        return (None, Errno::EINVAL);
+    };
+    let candidates: Vec<PathBuf> = if arg0.contains('/') {
+        vec![PathBuf::from(arg0)]
+    } else {
+        let path = spec
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("");
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(arg0))
+            .collect()
+    };
+    let mut last: Option<(PathBuf, Errno)> = None;
+    for c in candidates {
+        let Ok(cpath) = CString::new(c.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let e = match nix::unistd::execve(&cpath, &argv, &envp) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        // Like execvp: a permission error is remembered, a missing file is not.
+        match (&last, e) {
+            (_, Errno::ENOENT | Errno::ENOTDIR) if !arg0.contains('/') => {}
+            _ => last = Some((c, e)),
+        }
+        if arg0.contains('/') || !matches!(e, Errno::ENOENT | Errno::ENOTDIR | Errno::EACCES) {
+            break;
+        }
+    }
+    match last {
+        Some((p, e)) => (Some(p), e),
+        None => (None, Errno::ENOENT),
+    }
+}
