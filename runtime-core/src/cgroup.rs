@@ -149,6 +149,70 @@ pub fn remove_dirs(dirs: &[PathBuf]) -> Vec<(PathBuf, std::io::Error)> {
     errors
 }
 
+/// The path of a cgroup file of `rel`, in the first hierarchy that has it.
+pub fn file(hierarchies: &[PathBuf], rel: &Path, name: &str) -> Option<PathBuf> {
+    hierarchies
+        .iter()
+        .map(|h| h.join(rel).join(name))
+        .find(|p| p.exists())
+}
+
+/// Write a limit file of the container's cgroup.
+pub fn write_file(
+    hierarchies: &[PathBuf],
+    rel: &Path,
+    name: &str,
+    value: &str,
+) -> std::io::Result<()> {
+    let p = file(hierarchies, rel, name).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no cgroup file {name} for {}", rel.display()),
+        )
+    })?;
+    std::fs::write(&p, value).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("write {value:?} to {}: {e}", p.display()))
+    })
+}
+
+/// Freeze (true) or thaw the cgroup: the v1 freezer where there is one, else
+/// cgroup v2's `cgroup.freeze`. Waits until the state is reached (at most 10 s).
+pub fn freeze(hierarchies: &[PathBuf], rel: &Path, frozen: bool) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let timeout = || std::io::Error::new(std::io::ErrorKind::TimedOut, "freezer did not settle");
+    if let Some(state) = file(hierarchies, rel, "freezer.state") {
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        loop {
+            std::fs::write(&state, want)?;
+            if std::fs::read_to_string(&state)?.trim() == want {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(timeout());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let freeze = file(hierarchies, rel, "cgroup.freeze").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no freezer for the container's cgroup",
+        )
+    })?;
+    std::fs::write(&freeze, if frozen { "1" } else { "0" })?;
+    let events = freeze.with_file_name("cgroup.events");
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    loop {
+        if std::fs::read_to_string(&events)?.lines().any(|l| l == want) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(timeout());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Pids in `cgroup.procs` of `rel` in any hierarchy.
 pub fn procs(hierarchies: &[PathBuf], rel: &Path) -> Vec<i32> {
     let mut pids = Vec::new();

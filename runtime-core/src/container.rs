@@ -550,6 +550,42 @@ impl Container {
             .map_err(|source| Error::Sys { op: "kill", source })
     }
 
+    /// Freeze (pause) or thaw (resume) every process of the container.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        cgroup::freeze(&self.state.hierarchies, &self.state.cgroup, frozen).map_err(|source| {
+            Error::Sys {
+                op: if frozen { "freeze" } else { "thaw" },
+                source,
+            }
+        })
+    }
+
+    /// Change the live resource limits of the container's cgroup.
+    pub fn update(&self, layout: Layout, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        // Without device rules in the request, limits() still lists the default
+        // allow rules: they are in place already, and cgroup v2 has no files for
+        // them (liblxc attaches an eBPF program).
+        let devices = r.devices().as_ref().is_some_and(|d| !d.is_empty());
+        if devices && layout == Layout::V2 {
+            return Err(crate::error::SpecError::new(
+                "linux.resources.devices",
+                "live updates of device rules are not supported on cgroup v2",
+            )
+            .into());
+        }
+        for (name, value) in spec::resources::limits(r, layout)? {
+            if name.starts_with("devices.") && !devices {
+                continue;
+            }
+            cgroup::write_file(&self.state.hierarchies, &self.state.cgroup, &name, &value)
+                .map_err(|source| Error::Sys {
+                    op: "update cgroup",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Signal every process in the container's cgroup.
     pub fn kill_all(&self, signal: i32) -> Result<()> {
         kill_cgroup(&self.state, signal);

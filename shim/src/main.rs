@@ -3,6 +3,7 @@
 
 mod error;
 mod io;
+mod metrics;
 mod mount;
 mod service;
 mod task;

@@ -17,7 +17,8 @@ use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::event::Event;
 use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -25,8 +26,9 @@ use containerd_shim::protos::protobuf::{Message, MessageDyn};
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::shim::shim::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
-    StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+    DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse,
+    ResumeRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse,
+    StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
@@ -60,6 +62,7 @@ fn timestamp(t: std::time::SystemTime) -> Timestamp {
 pub enum State {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -249,6 +252,7 @@ fn status_of(s: State) -> Status {
     match s {
         State::Created => Status::CREATED,
         State::Running => Status::RUNNING,
+        State::Paused => Status::PAUSED,
         State::Stopped => Status::STOPPED,
     }
 }
@@ -498,10 +502,10 @@ impl TaskService {
             t.state
         };
         match state {
-            State::Running => {
+            State::Running | State::Paused => {
                 return Err(Error::FailedPrecondition(format!(
-                    "cannot delete running container {}",
-                    req.id
+                    "cannot delete {:?} container {}",
+                    state, req.id
                 )))
             }
             State::Created => {
@@ -643,6 +647,117 @@ impl TaskService {
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Pause/Resume, Update, Stats: operations on the container's cgroup.
+impl TaskService {
+    /// The runtime-core handle of a task in one of `states`.
+    async fn container_in(
+        &self,
+        id: &str,
+        states: &[State],
+    ) -> Result<Arc<std::sync::Mutex<Container>>> {
+        let tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if !states.contains(&t.state) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is {:?}",
+                t.state
+            )));
+        }
+        Ok(t.container.clone())
+    }
+
+    async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
+        let from = if paused {
+            State::Running
+        } else {
+            State::Paused
+        };
+        let c = self.container_in(id, &[from]).await?;
+        blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            Ok(c.freeze(paused)?)
+        })
+        .await?;
+        let mut tasks = self.tasks.lock().await;
+        if let Some(t) = tasks.by_id.get_mut(id) {
+            if t.state == from {
+                t.state = if paused {
+                    State::Paused
+                } else {
+                    State::Running
+                };
+            }
+        }
+        drop(tasks);
+        if paused {
+            let ev = TaskPaused {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.publish(ev.topic().as_str(), Box::new(ev)).await;
+        } else {
+            let ev = TaskResumed {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.publish(ev.topic().as_str(), Box::new(ev)).await;
+        }
+        Ok(())
+    }
+
+    async fn do_update(&self, req: UpdateTaskRequest) -> Result<()> {
+        let c = self
+            .container_in(&req.id, &[State::Created, State::Running, State::Paused])
+            .await?;
+        let any = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("update without resources".into()))?;
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&any.value)
+            .map_err(|e| Error::InvalidArgument(format!("update resources: {e}")))?;
+        let layout = self.cfg.layout;
+        blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            Ok(c.update(layout, &resources)?)
+        })
+        .await
+    }
+
+    async fn do_stats(&self, req: StatsRequest) -> Result<StatsResponse> {
+        if self.cfg.layout != runtime_core::cgroup::Layout::V1 {
+            return Err(Error::Unimplemented("stats on a cgroup v2 host"));
+        }
+        let c = self
+            .container_in(&req.id, &[State::Created, State::Running, State::Paused])
+            .await?;
+        let metrics = blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            let (h, rel) = (&c.state.hierarchies, &c.state.cgroup);
+            let read = |name: &str| {
+                runtime_core::cgroup::file(h, rel, name)
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+            };
+            Ok(crate::metrics::v1(&read))
+        })
+        .await?;
+        let value = metrics
+            .write_to_bytes()
+            .map_err(|e| Error::Internal(format!("encode metrics: {e}")))?;
+        Ok(StatsResponse {
+            stats: Some(Any {
+                type_url: crate::metrics::V1_METRICS_TYPE.to_string(),
+                value,
+                ..Default::default()
+            })
+            .into(),
             ..Default::default()
         })
     }
@@ -914,6 +1029,28 @@ impl Task for TaskService {
         log::info!("Exec id={} exec_id={}", req.id, req.exec_id);
         self.add_exec(req).await?;
         Ok(Empty::new())
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        log::info!("Pause id={}", req.id);
+        self.set_paused(&req.id, true).await?;
+        Ok(Empty::new())
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        log::info!("Resume id={}", req.id);
+        self.set_paused(&req.id, false).await?;
+        Ok(Empty::new())
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        log::info!("Update id={}", req.id);
+        self.do_update(req).await?;
+        Ok(Empty::new())
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        Ok(self.do_stats(req).await?)
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {

@@ -273,6 +273,25 @@ fn resources(e: &mut Emitter, r: &LinuxResources) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// The cgroup files and values of `resources` on a host of `layout`, in order
+/// (what [`translate`] emits as `lxc.cgroup[2].<file>` keys): for live updates.
+pub fn limits(r: &LinuxResources, layout: Layout) -> Result<Vec<(String, String)>, SpecError> {
+    let mut lxc = LxcConfig::new();
+    resources(
+        &mut Emitter {
+            lxc: &mut lxc,
+            layout,
+        },
+        r,
+    )?;
+    let prefix = layout.key_prefix();
+    Ok(lxc
+        .items()
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+        .collect())
+}
+
 /// Translate `linux.cgroupsPath` and `linux.resources`.
 pub fn translate(
     spec: &Spec,
@@ -390,6 +409,19 @@ lxc.cgroup2.pids.max = 100
             defaults("lxc.cgroup2.")
         );
         assert_eq!(lxc.render(), want);
+    }
+
+    #[test]
+    fn limits_for_update() {
+        let r: LinuxResources = serde_json::from_value(
+            serde_json::json!({"memory": {"limit": 1048576}, "pids": {"limit": 0}}),
+        )
+        .unwrap();
+        let l = limits(&r, Layout::V1).unwrap();
+        assert!(l.contains(&("memory.limit_in_bytes".into(), "1048576".into())));
+        assert!(l.contains(&("pids.max".into(), "max".into())));
+        let l = limits(&r, Layout::V2).unwrap();
+        assert!(l.contains(&("memory.max".into(), "1048576".into())));
     }
 
     #[test]
