@@ -5,6 +5,7 @@ mod error;
 mod io;
 mod metrics;
 mod mount;
+mod oom;
 mod service;
 mod task;
 

@@ -17,7 +17,7 @@ use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::event::Event;
 use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
@@ -327,6 +327,8 @@ impl TaskService {
             rootfs_mounted,
             execs: HashMap::new(),
         };
+        // Before Start: a process that is OOM-killed at once must not be missed.
+        self.watch_oom(&entry);
         let mut tasks = self.tasks.lock().await;
         let early_exit = tasks.unclaimed.remove(&(monitor_pid as i32));
         let exit_event = early_exit.map(|(info, _)| mark_stopped(&mut entry, info));
@@ -652,8 +654,39 @@ impl TaskService {
     }
 }
 
-/// Pause/Resume, Update, Stats: operations on the container's cgroup.
+/// Pause/Resume, Update, Stats, OOM: operations on the container's cgroup.
 impl TaskService {
+    /// Publish /tasks/oom for every OOM kill in the container's memory cgroup.
+    fn watch_oom(&self, t: &TaskEntry) {
+        if self.cfg.layout != runtime_core::cgroup::Layout::V1 {
+            log::warn!("OOM events are not implemented on cgroup v2 yet");
+            return;
+        }
+        let dir = {
+            let Ok(c) = t.container.lock() else { return };
+            runtime_core::cgroup::file(&c.state.hierarchies, &c.state.cgroup, "memory.oom_control")
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+        };
+        let Some(dir) = dir else {
+            log::warn!("no memory cgroup for {}: no OOM events", t.id);
+            return;
+        };
+        let this = self.clone();
+        let id = t.id.clone();
+        let handle = tokio::runtime::Handle::current();
+        let r = crate::oom::watch_v1(dir, move || {
+            let this = this.clone();
+            let ev = TaskOOM {
+                container_id: id.clone(),
+                ..Default::default()
+            };
+            handle.spawn(async move { this.publish(ev.topic().as_str(), Box::new(ev)).await });
+        });
+        if let Err(e) = r {
+            log::warn!("watch OOM of {}: {e}", t.id);
+        }
+    }
+
     /// The runtime-core handle of a task in one of `states`.
     async fn container_in(
         &self,
