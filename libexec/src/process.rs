@@ -7,7 +7,9 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability};
@@ -44,6 +46,51 @@ pub fn become_process(spec: &ProcessSpec) -> (i32, String) {
         (e, _) => format!("exec: {arg0:?}: {}", e.desc().to_lowercase()),
     };
     (exec_failure_code(errno), msg)
+}
+
+/// Set the window size of a terminal.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), Errno> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a valid, initialized winsize from the pointer.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    Errno::result(r).map(drop)
+}
+
+/// Allocate a pty from the devpts of the mount namespace we are in (the
+/// container's /dev/ptmx), make its slave our controlling terminal and stdio, and
+/// return the master for the runtime.
+pub fn open_console(size: Option<(u16, u16)>) -> Result<OwnedFd, String> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    if let Some((rows, cols)) = size {
+        set_window_size(master.as_fd(), rows, cols).map_err(|e| format!("console size: {e}"))?;
+    }
+    // A new session (EPERM: we lead one already), then the slave as its terminal.
+    let _ = nix::unistd::setsid();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&name)
+        .map_err(|e| format!("open {name}: {e}"))?;
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal).
+    let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(r).map_err(|e| format!("make {name} the controlling terminal: {e}"))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard fds, which this process owns.
+        Errno::result(unsafe { libc::dup2(slave.as_raw_fd(), fd) })
+            .map_err(|e| format!("dup2 console: {e}"))?;
+    }
+    Ok(master.into())
 }
 
 /// Everything but the exec.

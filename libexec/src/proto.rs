@@ -9,7 +9,7 @@
 //!    runtime learns the init's host pid from the kernel.
 //! 2. runtime → init: [`RuntimeMessage::Setup`] with the [`InitSpec`].
 //! 3. init → runtime: [`InitMessage::Ready`] (the container is *created*; init waits)
-//!    or [`InitMessage::Error`].
+//!    or [`InitMessage::Error`]. With a terminal, Ready carries the pty master.
 //! 4. runtime → init: [`RuntimeMessage::Start`], carrying with `SCM_RIGHTS` the write
 //!    end of a pipe whose read end the runtime keeps. init marks it close-on-exec and
 //!    `execve`s the process: end of file on the pipe means the exec succeeded; an
@@ -48,6 +48,13 @@ pub struct ProcessSpec {
     pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
+    /// Give the process a new pty of the container's devpts as its controlling
+    /// terminal and stdio; the master goes to the runtime (SCM_RIGHTS).
+    #[serde(default)]
+    pub terminal: bool,
+    /// Initial window size (rows, columns).
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// What init needs: the process, and the pre-start setup of the container.

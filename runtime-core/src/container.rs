@@ -122,6 +122,8 @@ pub struct Container {
     /// Until Start: the runtime's end of the init channel.
     channel: Option<Channel>,
     init_pidfd: OwnedFd,
+    /// The pty master of a process with a terminal, until taken.
+    console: Option<OwnedFd>,
 }
 
 /// containerd's id rule: letters and digits, with single `.`, `_` or `-` between.
@@ -234,6 +236,8 @@ pub struct Exec {
     /// None when the process had already exited (and been reaped by the helper)
     /// by the time the runtime heard of it.
     pidfd: Option<OwnedFd>,
+    /// The pty master (with `terminal`).
+    pub console: Option<OwnedFd>,
 }
 
 impl Exec {
@@ -398,8 +402,8 @@ impl Container {
                 spec: Box::new(t.init.clone()),
             })
             .map_err(|e| fail(format!("send setup to init: {e}")))?;
-        match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
-            Ok(Some(r)) if r.message == InitMessage::Ready => {}
+        let console = match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
+            Ok(Some(r)) if r.message == InitMessage::Ready => r.fds.into_iter().next(),
             Ok(Some(r)) => match r.message {
                 InitMessage::Error { message } => return Err(fail(message)),
                 m => return Err(fail(format!("unexpected init message {m:?}"))),
@@ -411,7 +415,7 @@ impl Container {
                 )))
             }
             Err(e) => return Err(fail(format!("waiting for init setup: {e}"))),
-        }
+        };
 
         let state = ContainerState {
             id: id.to_string(),
@@ -429,10 +433,14 @@ impl Container {
         };
         state.save()?;
         log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
+        if t.init.process.terminal && console.is_none() {
+            return Err(fail("init did not send its console".into()));
+        }
         Ok(Container {
             state,
             channel: Some(rt_end),
             init_pidfd,
+            console,
         })
     }
 
@@ -480,6 +488,7 @@ impl Container {
                     log_tail(&self.state.rundir)
                 ))
             })?;
+        let console = reply.fds.into_iter().next();
         let pid = match reply.message {
             InitMessage::Started { pid } => pid,
             InitMessage::Error { message } => return Err(fail(message)),
@@ -492,7 +501,13 @@ impl Container {
             pid,
             helper_pid,
             pidfd,
+            console,
         })
+    }
+
+    /// The pty master of the init (with `process.terminal`), once.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     pub fn init_pid(&self) -> i32 {

@@ -25,10 +25,11 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{Message, MessageDyn};
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::shim::shim::{
-    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse,
-    ResumeRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse,
-    StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest,
+    PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse,
+    StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest,
+    WaitResponse,
 };
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
@@ -282,11 +283,6 @@ impl TaskService {
         if self.tasks.lock().await.by_id.contains_key(&id) {
             return Err(Error::AlreadyExists(id));
         }
-        if req.terminal {
-            return Err(Error::InvalidArgument(
-                "terminals are not supported by lxcri yet".into(),
-            ));
-        }
         if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
             return Err(Error::Unimplemented("restore from checkpoint"));
         }
@@ -366,16 +362,34 @@ impl TaskService {
         req: &CreateTaskRequest,
         bundle: &Path,
     ) -> Result<(Container, IoKeep, u32)> {
-        let (stdio, keep) = io::open(&req.stdin, &req.stdout, &req.stderr)?;
+        let (stdio, keep) = if req.terminal {
+            (io::null_stdio()?, IoKeep::default())
+        } else {
+            io::open(&req.stdin, &req.stdout, &req.stderr)?
+        };
         let cfg = self.cfg.clone();
         let id = req.id.clone();
         let bundle = bundle.to_path_buf();
-        let (container, monitor_pid) = blocking(move || {
+        let (mut container, monitor_pid) = blocking(move || {
             let mut monitor = 0;
             let c = Container::create(&cfg, &id, &bundle, stdio, &mut |pid| monitor = pid)?;
             Ok((c, monitor))
         })
         .await?;
+        let keep = match container.take_console() {
+            Some(master) if req.terminal => io::attach_console(master, &req.stdin, &req.stdout)?,
+            Some(_) => {
+                return Err(Error::InvalidArgument(
+                    "process.terminal is set but the task was created without a terminal".into(),
+                ))
+            }
+            None if req.terminal => {
+                return Err(Error::InvalidArgument(
+                    "the task wants a terminal but process.terminal is not set in the spec".into(),
+                ))
+            }
+            None => keep,
+        };
         Ok((container, keep, monitor_pid))
     }
 
@@ -799,11 +813,6 @@ impl TaskService {
 /// Exec processes.
 impl TaskService {
     async fn add_exec(&self, req: ExecProcessRequest) -> Result<()> {
-        if req.terminal {
-            return Err(Error::InvalidArgument(
-                "terminals are not supported by lxcri yet".into(),
-            ));
-        }
         let spec = req
             .spec
             .as_ref()
@@ -880,8 +889,14 @@ impl TaskService {
                 e.state
             )));
         }
-        let (stdio, keep) = io::open(&e.stdin, &e.stdout, &e.stderr)?;
-        let process = e.process.clone();
+        let (stdio, keep) = if e.terminal {
+            (io::null_stdio()?, IoKeep::default())
+        } else {
+            io::open(&e.stdin, &e.stdout, &e.stderr)?
+        };
+        let (term_stdin, term_stdout) = (e.stdin.clone(), e.stdout.clone());
+        let mut process = e.process.clone();
+        process.set_terminal(Some(e.terminal));
         let cfg = self.cfg.clone();
         let result = blocking(move || {
             let c = container
@@ -892,7 +907,7 @@ impl TaskService {
             Ok((r, helper))
         })
         .await?;
-        let exec = match result {
+        let mut exec = match result {
             (Ok(exec), _) => exec,
             (Err(err), helper) => {
                 tasks.unclaimed.remove(&(helper as i32));
@@ -913,6 +928,10 @@ impl TaskService {
                 }
                 return Err(Error::Runtime(err));
             }
+        };
+        let keep = match exec.console.take() {
+            Some(master) => io::attach_console(master, &term_stdin, &term_stdout)?,
+            None => keep,
         };
         let pid = exec.pid as u32;
         let helper_pid = exec.helper_pid;
@@ -1061,6 +1080,46 @@ impl Task for TaskService {
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         log::info!("Exec id={} exec_id={}", req.id, req.exec_id);
         self.add_exec(req).await?;
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        let io = if req.exec_id.is_empty() {
+            &t.io
+        } else {
+            &t.execs
+                .get(&req.exec_id)
+                .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?
+                .io
+        };
+        let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
+        io.resize(clamp(req.height), clamp(req.width))?;
+        Ok(Empty::new())
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        let mut tasks = self.tasks.lock().await;
+        let t = tasks
+            .by_id
+            .get_mut(&req.id)
+            .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+        let io = if req.exec_id.is_empty() {
+            &mut t.io
+        } else {
+            &mut t
+                .execs
+                .get_mut(&req.exec_id)
+                .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?
+                .io
+        };
+        if req.stdin {
+            io.close_stdin();
+        }
         Ok(Empty::new())
     }
 

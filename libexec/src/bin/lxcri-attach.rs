@@ -9,7 +9,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::process::exit;
 
@@ -44,9 +44,22 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     let (r, w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let wfd = w.as_raw_fd();
+    // The attached child sends its pty master back through this pair.
+    let (console_rx, console_tx) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     let mut c = Container::new(name, Path::new(lxcpath)).map_err(|e| e.to_string())?;
     let mut payload = || -> i32 {
         // In the attached child, inside the container.
+        if process.terminal {
+            match lxcri_libexec::process::open_console(process.console_size) {
+                Ok(master) => {
+                    let _ = console_tx.send_with_fd(&InitMessage::Ready, master.as_fd());
+                }
+                Err(message) => {
+                    let _ = console_tx.send(&InitMessage::Error { message });
+                    return lxcri_libexec::process::SETUP_FAILED;
+                }
+            }
+        }
         let (code, message) = lxcri_libexec::process::become_process(&process);
         let _ = writeln!(std::io::stderr(), "lxcri: {message}");
         // SAFETY: wfd is the pipe's write end, open in this (forked) child.
@@ -56,6 +69,18 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     };
     let pid = c.attach(&mut payload).map_err(|e| e.to_string())?;
     drop(w);
+    drop(console_tx);
+    let mut console = None;
+    if process.terminal {
+        match console_rx.recv_timeout::<InitMessage>(std::time::Duration::from_secs(30)) {
+            Ok(Some(m)) if m.message == InitMessage::Ready => console = m.fds.into_iter().next(),
+            Ok(Some(m)) => return Err(format!("console: {:?}", m.message)),
+            Ok(None) => {
+                return Err("the attached process died before its console was set up".into())
+            }
+            Err(e) => return Err(format!("console: {e}")),
+        }
+    }
     let mut err = String::new();
     let _ = std::fs::File::from(r).read_to_string(&mut err);
     let reply = if err.is_empty() {
@@ -63,7 +88,11 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     } else {
         InitMessage::Error { message: err }
     };
-    let _ = ch.send(&reply);
+    let _ = match (&reply, &console) {
+        (InitMessage::Started { .. }, Some(master)) => ch.send_with_fd(&reply, master.as_fd()),
+        _ => ch.send(&reply),
+    };
+    drop(console);
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),

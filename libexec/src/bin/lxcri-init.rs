@@ -44,7 +44,20 @@ fn main() {
         });
         fail(&message);
     }
-    if let Err(e) = ch.send(&InitMessage::Ready) {
+    let ready = if spec.process.terminal {
+        match lxcri_libexec::process::open_console(spec.process.console_size) {
+            Ok(master) => ch.send_with_fd(&InitMessage::Ready, std::os::fd::AsFd::as_fd(&master)),
+            Err(message) => {
+                let _ = ch.send(&InitMessage::Error {
+                    message: message.clone(),
+                });
+                fail(&message);
+            }
+        }
+    } else {
+        ch.send(&InitMessage::Ready)
+    };
+    if let Err(e) = ready {
         fail(&format!("ready: {e}"));
     }
     // The barrier: wait for Start. End of file means the runtime deleted us.

@@ -122,12 +122,6 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
     if p.command_line().is_some() {
         return Err(SpecError::unsupported("process.commandLine"));
     }
-    if p.terminal().unwrap_or(false) {
-        return Err(SpecError::new(
-            "process.terminal",
-            "terminals are not supported yet",
-        ));
-    }
     if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(SpecError::unsupported("process.apparmorProfile"));
     }
@@ -219,6 +213,11 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         rlimits,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         oom_score_adj: p.oom_score_adj(),
+        terminal: p.terminal().unwrap_or(false),
+        console_size: p.console_size().map(|b| {
+            let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
+            (clamp(b.height()), clamp(b.width()))
+        }),
     })
 }
 
@@ -300,10 +299,6 @@ mod tests {
             (
                 serde_json::json!({"args": ["a"], "cwd": "rel", "user": {"uid": 0, "gid": 0}}),
                 "process.cwd",
-            ),
-            (
-                serde_json::json!({"args": ["a"], "cwd": "/", "terminal": true, "user": {"uid": 0, "gid": 0}}),
-                "process.terminal",
             ),
             (
                 serde_json::json!({"args": ["a"], "cwd": "/", "apparmorProfile": "x", "user": {"uid": 0, "gid": 0}}),
