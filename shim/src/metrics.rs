@@ -7,9 +7,11 @@ use containerd_shim::protos::cgroups::metrics::{
     BlkIOEntry, BlkIOStat, CPUStat, CPUUsage, MemoryEntry, MemoryOomControl, MemoryStat, Metrics,
     PidsStat, Throttle,
 };
+use containerd_shim::protos::cgroups_v2::metrics as v2m;
 
-/// The type URL containerd decodes v1 metrics by.
+/// The type URLs containerd decodes metrics by.
 pub const V1_METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
+pub const V2_METRICS_TYPE: &str = "io.containerd.cgroups.v2.Metrics";
 
 /// USER_HZ: cpuacct.stat counts in these ticks.
 const CLOCK_TICKS: u64 = 100;
@@ -166,6 +168,132 @@ pub fn v1(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
     m
 }
 
+/// A cgroup v2 limit file: "max" is 0 (unlimited), as containerd reports it.
+fn limit(s: &str) -> u64 {
+    if s.trim() == "max" {
+        0
+    } else {
+        num(s)
+    }
+}
+
+/// Build cgroup v2 metrics (`io.containerd.cgroups.v2.Metrics`) from the files of
+/// the container's unified cgroup.
+pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> v2m::Metrics {
+    let mut m = v2m::Metrics::new();
+    if let Some(current) = read("pids.current") {
+        m.pids = Some(v2m::PidsStat {
+            current: num(&current),
+            limit: read("pids.max").map_or(0, |s| limit(&s)),
+            ..Default::default()
+        })
+        .into();
+    }
+    if let Some(stat) = read("cpu.stat") {
+        let c = kv(&stat);
+        let g = |k: &str| c.get(k).copied().unwrap_or(0);
+        m.cpu = Some(v2m::CPUStat {
+            usage_usec: g("usage_usec"),
+            user_usec: g("user_usec"),
+            system_usec: g("system_usec"),
+            nr_periods: g("nr_periods"),
+            nr_throttled: g("nr_throttled"),
+            throttled_usec: g("throttled_usec"),
+            nr_bursts: g("nr_bursts"),
+            burst_usec: g("burst_usec"),
+            ..Default::default()
+        })
+        .into();
+    }
+    if let Some(current) = read("memory.current") {
+        let st = kv(&read("memory.stat").unwrap_or_default());
+        let g = |k: &str| st.get(k).copied().unwrap_or(0);
+        m.memory = Some(v2m::MemoryStat {
+            anon: g("anon"),
+            file: g("file"),
+            kernel_stack: g("kernel_stack"),
+            slab: g("slab"),
+            sock: g("sock"),
+            shmem: g("shmem"),
+            file_mapped: g("file_mapped"),
+            file_dirty: g("file_dirty"),
+            file_writeback: g("file_writeback"),
+            anon_thp: g("anon_thp"),
+            inactive_anon: g("inactive_anon"),
+            active_anon: g("active_anon"),
+            inactive_file: g("inactive_file"),
+            active_file: g("active_file"),
+            unevictable: g("unevictable"),
+            slab_reclaimable: g("slab_reclaimable"),
+            slab_unreclaimable: g("slab_unreclaimable"),
+            pgfault: g("pgfault"),
+            pgmajfault: g("pgmajfault"),
+            workingset_refault: g("workingset_refault"),
+            workingset_activate: g("workingset_activate"),
+            workingset_nodereclaim: g("workingset_nodereclaim"),
+            pgrefill: g("pgrefill"),
+            pgscan: g("pgscan"),
+            pgsteal: g("pgsteal"),
+            pgactivate: g("pgactivate"),
+            pgdeactivate: g("pgdeactivate"),
+            pglazyfree: g("pglazyfree"),
+            pglazyfreed: g("pglazyfreed"),
+            thp_fault_alloc: g("thp_fault_alloc"),
+            thp_collapse_alloc: g("thp_collapse_alloc"),
+            usage: num(&current),
+            usage_limit: read("memory.max").map_or(0, |s| limit(&s)),
+            max_usage: read("memory.peak").map_or(0, |s| num(&s)),
+            swap_usage: read("memory.swap.current").map_or(0, |s| num(&s)),
+            swap_limit: read("memory.swap.max").map_or(0, |s| limit(&s)),
+            ..Default::default()
+        })
+        .into();
+        if let Some(events) = read("memory.events") {
+            let e = kv(&events);
+            let g = |k: &str| e.get(k).copied().unwrap_or(0);
+            m.memory_events = Some(v2m::MemoryEvents {
+                low: g("low"),
+                high: g("high"),
+                max: g("max"),
+                oom: g("oom"),
+                oom_kill: g("oom_kill"),
+                oom_group_kill: g("oom_group_kill"),
+                ..Default::default()
+            })
+            .into();
+        }
+    }
+    if let Some(io) = read("io.stat") {
+        let usage = io
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (major, minor) = f.next()?.split_once(':')?;
+                let kv: HashMap<&str, u64> = f
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (k, num(v)))
+                    .collect();
+                let g = |k: &str| kv.get(k).copied().unwrap_or(0);
+                Some(v2m::IOEntry {
+                    major: num(major),
+                    minor: num(minor),
+                    rbytes: g("rbytes"),
+                    wbytes: g("wbytes"),
+                    rios: g("rios"),
+                    wios: g("wios"),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        m.io = Some(v2m::IOStat {
+            usage,
+            ..Default::default()
+        })
+        .into();
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +353,32 @@ mod tests {
         assert_eq!(m.blkio.io_service_bytes_recursive.len(), 2);
         assert_eq!(m.blkio.io_service_bytes_recursive[1].op, "Write");
         assert_eq!(m.blkio.io_service_bytes_recursive[1].value, 8192);
+    }
+
+    #[test]
+    fn v2_fixture_tree() {
+        let read = fixture(&[
+            ("pids.current", "4\n"),
+            ("pids.max", "max\n"),
+            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 3\nnr_throttled 1\nthrottled_usec 20\n"),
+            ("memory.current", "1048576\n"),
+            ("memory.max", "67108864\n"),
+            ("memory.stat", "anon 4096\nfile 8192\npgfault 7\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n"),
+            ("io.stat", "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n"),
+        ]);
+        let m = v2(&read);
+        assert_eq!((m.pids.current, m.pids.limit), (4, 0));
+        assert_eq!(m.cpu.usage_usec, 1500);
+        assert_eq!(m.cpu.nr_throttled, 1);
+        assert_eq!((m.memory.usage, m.memory.usage_limit), (1048576, 67108864));
+        assert_eq!(
+            (m.memory.anon, m.memory.file, m.memory.pgfault),
+            (4096, 8192, 7)
+        );
+        assert_eq!(m.memory_events.oom_kill, 1);
+        assert_eq!(m.io.usage.len(), 1);
+        assert_eq!((m.io.usage[0].rbytes, m.io.usage[0].wios), (100, 2));
     }
 
     #[test]

@@ -35,6 +35,25 @@ pub fn runtime_config(namespace: &str) -> RuntimeConfig {
     cfg
 }
 
+/// The annotations that put containers into one shim process (a pod's), as with
+/// the runc shim.
+const GROUP_ANNOTATIONS: &[&str] = &[
+    "io.kubernetes.cri.sandbox-id",
+    "io.containerd.runc.v2.group",
+];
+
+/// The shim group of the bundle's container, from its spec's annotations.
+fn grouping(config: &Path) -> Option<String> {
+    let data = std::fs::read(config).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&data).ok()?;
+    let annotations = spec.get("annotations")?;
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|k| annotations.get(*k)?.as_str())
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+}
+
 /// Start the shim server process (a re-exec of this binary with `-socket`) and
 /// return its address once it listens.
 ///
@@ -92,7 +111,8 @@ impl Shim for Service {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        let address = spawn_server(&opts, &self.id).await?;
+        let group = grouping(Path::new("config.json")).unwrap_or_else(|| self.id.clone());
+        let address = spawn_server(&opts, &group).await?;
         write_str_to_file("address", &address).await?;
         Ok(address)
     }
@@ -154,5 +174,31 @@ impl Shim for Service {
             publisher,
             self.exit.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_from_annotations() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.json");
+        std::fs::write(
+            &p,
+            r#"{"annotations": {"io.kubernetes.cri.sandbox-id": "pod1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(grouping(&p), Some("pod1".into()));
+        std::fs::write(
+            &p,
+            r#"{"annotations": {"io.containerd.runc.v2.group": "g"}}"#,
+        )
+        .unwrap();
+        assert_eq!(grouping(&p), Some("g".into()));
+        std::fs::write(&p, r#"{"annotations": {}}"#).unwrap();
+        assert_eq!(grouping(&p), None);
+        assert_eq!(grouping(&d.path().join("missing.json")), None);
     }
 }

@@ -779,28 +779,36 @@ impl TaskService {
     }
 
     async fn do_stats(&self, req: StatsRequest) -> Result<StatsResponse> {
-        if self.cfg.layout != runtime_core::cgroup::Layout::V1 {
-            return Err(Error::Unimplemented("stats on a cgroup v2 host"));
-        }
+        let layout = self.cfg.layout;
         let c = self
             .container_in(&req.id, &[State::Created, State::Running, State::Paused])
             .await?;
-        let metrics = blocking(move || {
+        let (type_url, value) = blocking(move || {
             let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
             let (h, rel) = (&c.state.hierarchies, &c.state.cgroup);
             let read = |name: &str| {
                 runtime_core::cgroup::file(h, rel, name)
                     .and_then(|p| std::fs::read_to_string(p).ok())
             };
-            Ok(crate::metrics::v1(&read))
+            let encoded = match layout {
+                runtime_core::cgroup::Layout::V1 => (
+                    crate::metrics::V1_METRICS_TYPE,
+                    crate::metrics::v1(&read).write_to_bytes(),
+                ),
+                runtime_core::cgroup::Layout::V2 => (
+                    crate::metrics::V2_METRICS_TYPE,
+                    crate::metrics::v2(&read).write_to_bytes(),
+                ),
+            };
+            match encoded {
+                (t, Ok(v)) => Ok((t, v)),
+                (_, Err(e)) => Err(Error::Internal(format!("encode metrics: {e}"))),
+            }
         })
         .await?;
-        let value = metrics
-            .write_to_bytes()
-            .map_err(|e| Error::Internal(format!("encode metrics: {e}")))?;
         Ok(StatsResponse {
             stats: Some(Any {
-                type_url: crate::metrics::V1_METRICS_TYPE.to_string(),
+                type_url: type_url.to_string(),
                 value,
                 ..Default::default()
             })
