@@ -32,6 +32,13 @@ fn main() {
     rt.block_on(containerd_shim::asynchronous::run::<service::Service>(
         RUNTIME_ID, None,
     ));
+    // The shim crate removes its socket through the `address` file of its working
+    // directory, the bundle of the group's first container, which may be gone.
+    if let Some(i) = args.iter().position(|a| a == "-socket") {
+        if let Some(address) = args.get(i + 1) {
+            service::remove_socket_if_dead(address);
+        }
+    }
     // Exit right away: a blocking task stuck on a fifo must not keep the shim alive.
     std::process::exit(0);
 }

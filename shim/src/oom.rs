@@ -3,34 +3,20 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::io::unix::AsyncFd;
 
-/// The oom_kill counter of memory.oom_control.
-fn oom_kills(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join("memory.oom_control"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The host's OOM kill count (/proc/vmstat).
-fn host_oom_kills() -> u64 {
-    std::fs::read_to_string("/proc/vmstat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Watch the memory cgroup at `dir`: `on_oom` is called for every OOM kill in it
-/// (at most once per wake-up). The watch ends when the cgroup is removed (the
-/// eventfd fires then too).
+/// Watch the memory cgroup at `dir`: `on_oom` is called for every OOM
+/// notification. The watch ends when the cgroup is removed.
+///
+/// The eventfd fires on an OOM in the cgroup, and once more when the cgroup is
+/// removed (liblxc removes it as soon as the container stops), after the
+/// directory is gone. So a wake-up while the directory exists is an OOM; once it
+/// is gone, a count of two or more means an OOM came before the removal, and a
+/// count of one is either the removal or an OOM whose removal signal is still to
+/// come: a second signal within a second tells.
 pub fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> std::io::Result<()> {
     let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
     let control = File::open(dir.join("memory.oom_control"))?;
@@ -42,43 +28,34 @@ pub fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> std::io::Re
     // the AsyncFd (which owns the EventFd) lives.
     let afd =
         unsafe { AsyncFd::register(efd) }.map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut seen = oom_kills(&dir).unwrap_or(0);
-    let mut host_seen = host_oom_kills();
     tokio::spawn(async move {
         let _control = control;
         loop {
-            // The host count is refreshed while nothing happens, so that an OOM
-            // elsewhere long before this container's end cannot count as its own.
-            let ready = tokio::select! {
-                r = afd.readable() => r,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
-                    host_seen = host_oom_kills();
-                    continue;
-                }
-            };
-            let Ok(mut guard) = ready else {
+            let Some(count) = next(&afd).await else {
                 return;
             };
-            let count = guard.get_inner().read().unwrap_or(0);
-            guard.clear_ready();
-            let host = host_oom_kills();
-            if !dir.exists() {
-                // The cgroup's removal (liblxc removes it when the container stops)
-                // signals the eventfd once; anything more was an OOM just before.
-                // The removal may also race with the OOM's own signal: then the
-                // host's OOM kill count tells.
-                if count >= 2 || host > host_seen {
-                    on_oom();
-                }
-                return;
+            if dir.exists() {
+                on_oom();
+                continue;
             }
-            host_seen = host;
-            let kills = oom_kills(&dir).unwrap_or(seen);
-            if kills > seen {
-                seen = kills;
+            let more = tokio::time::timeout(std::time::Duration::from_secs(1), next(&afd)).await;
+            if count >= 2 || matches!(more, Ok(Some(_))) {
                 on_oom();
             }
+            return;
         }
     });
     Ok(())
+}
+
+/// Wait for the eventfd and read (reset) its count.
+async fn next(afd: &AsyncFd<EventFd>) -> Option<u64> {
+    loop {
+        let mut guard = afd.readable().await.ok()?;
+        match guard.get_inner().read() {
+            Ok(n) => return Some(n),
+            Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+            Err(_) => return None,
+        }
+    }
 }

@@ -35,6 +35,16 @@ pub fn runtime_config(namespace: &str) -> RuntimeConfig {
     cfg
 }
 
+/// Remove a shim socket (`unix:///run/containerd/s/...`) that nothing serves.
+pub fn remove_socket_if_dead(address: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let path = Path::new(address.strip_prefix("unix://").unwrap_or(address));
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// The annotations that put containers into one shim process (a pod's), as with
 /// the runc shim.
 const GROUP_ANNOTATIONS: &[&str] = &[
@@ -148,6 +158,10 @@ impl Shim for Service {
         }
         let rootfs: PathBuf = bundle.join("rootfs");
         crate::mount::unmount_rootfs(&rootfs);
+        // A shim that died leaves its socket.
+        if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+            remove_socket_if_dead(address.trim());
+        }
         let mut ts =
             containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp::new();
         let now = std::time::SystemTime::now()
