@@ -9,17 +9,21 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
 
-.PHONY: all install deps containerd2 build install-bin test lint unit e2e bench check-root
+.PHONY: all install deps containerd2 cri-tools build install-bin test lint unit e2e bench check-root
 
 all: build
 
-install: check-root deps containerd2 install-bin
+install: check-root deps containerd2 cri-tools install-bin
 
 deps: check-root
 	bash scripts/install-deps.sh
 
 containerd2:
 	bash scripts/build-containerd2.sh
+
+# crictl for the CRI end-to-end tests (default runtime set by config).
+cri-tools:
+	bash scripts/build-cri-tools.sh
 
 build:
 	$(CARGO) build --release --workspace

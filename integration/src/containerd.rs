@@ -20,6 +20,20 @@ use tempfile::TempDir;
 /// Where scripts/build-containerd2.sh installs containerd 2.x.
 pub const CONTAINERD2_BIN: &str = "/var/cache/lxcri/containerd-2.4.2/bin";
 
+/// crictl, built by scripts/build-cri-tools.sh.
+pub const CRICTL: &str = "/var/cache/lxcri/cri-tools-1.37.0/bin/crictl";
+
+/// The containerd namespace of the CRI plugin.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
+/// The sandbox (pause) image named in the CRI config; built offline from
+/// the busybox rootfs and imported before a pod is run.
+pub const PAUSE_IMAGE: &str = "docker.io/library/lxcri-pause:latest";
+
+/// The CRI runtime handler that a CRI daemon uses by default
+/// (`default_runtime_name`): runtime_type io.containerd.lxcri.v2.
+pub const CRI_DEFAULT_HANDLER: &str = "lxcri";
+
 /// The shared host dir that the private namespace covers with a bind mount.
 const RUN_CONTAINERD: &str = "/run/containerd";
 
@@ -58,17 +72,25 @@ impl Version {
     }
 
     /// Config for a private daemon: own root/state/sockets/opt under `dir`,
-    /// CRI (and NRI, which would use /var/run/nri) disabled, overlayfs as
-    /// the default snapshotter. 1.6 reads config version 2; 2.4 wants
-    /// version 4 (it migrates 2 and 3 with a warning).
-    fn config(self, dir: &Path) -> String {
+    /// NRI (which would use /var/run/nri) disabled, overlayfs as the default
+    /// snapshotter, and CRI disabled unless `cri` (then [`Version::cri_config`]
+    /// is appended). 1.6 reads config version 2; 2.4 wants version 4 (it
+    /// migrates 2 and 3 with a warning).
+    fn config(self, dir: &Path, cri: bool) -> String {
         let d = dir.display();
-        match self {
+        let disabled = self
+            .disabled_plugins()
+            .iter()
+            .filter(|p| !(cri && self.cri_plugins().contains(p)))
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let base = match self {
             Version::V1_6 => format!(
                 r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+disabled_plugins = [{disabled}]
 [grpc]
   address = "{d}/containerd.sock"
 [ttrpc]
@@ -84,7 +106,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
                 r#"version = 4
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.blockfile"]
+disabled_plugins = [{disabled}]
 [debug]
   level = "debug"
 [plugins."io.containerd.server.v1.grpc"]
@@ -95,6 +117,128 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
   path = "{d}/opt"
 "#
             ),
+        };
+        if cri {
+            base + &self.cri_config(dir)
+        } else {
+            base
+        }
+    }
+
+    /// Plugins off in every private daemon (unused snapshotters, NRI) plus
+    /// the CRI ones (enabled again by a CRI daemon).
+    fn disabled_plugins(self) -> &'static [&'static str] {
+        match self {
+            Version::V1_6 => &[
+                "io.containerd.grpc.v1.cri",
+                "io.containerd.snapshotter.v1.btrfs",
+                "io.containerd.snapshotter.v1.zfs",
+                "io.containerd.snapshotter.v1.devmapper",
+                "io.containerd.snapshotter.v1.aufs",
+            ],
+            Version::V2 => &[
+                "io.containerd.grpc.v1.cri",
+                "io.containerd.cri.v1.images",
+                "io.containerd.cri.v1.runtime",
+                "io.containerd.podsandbox.controller.v1.podsandbox",
+                "io.containerd.nri.v1.nri",
+                "io.containerd.snapshotter.v1.btrfs",
+                "io.containerd.snapshotter.v1.zfs",
+                "io.containerd.snapshotter.v1.devmapper",
+                "io.containerd.snapshotter.v1.erofs",
+                "io.containerd.snapshotter.v1.blockfile",
+            ],
+        }
+    }
+
+    /// The plugins that make up CRI.
+    fn cri_plugins(self) -> &'static [&'static str] {
+        match self {
+            Version::V1_6 => &["io.containerd.grpc.v1.cri"],
+            Version::V2 => &[
+                "io.containerd.grpc.v1.cri",
+                "io.containerd.cri.v1.images",
+                "io.containerd.cri.v1.runtime",
+                "io.containerd.podsandbox.controller.v1.podsandbox",
+            ],
+        }
+    }
+
+    /// The CRI plugin's config: default runtime handler `lxcri`
+    /// (io.containerd.lxcri.v2), handler `runc` for comparison, our pause
+    /// image as sandbox image, overlayfs, and every host path CRI would
+    /// create or read (CNI conf/bin dirs, CDI spec dirs, registry hosts
+    /// dir) in `dir`. CRI's own root and state are
+    /// `<root>/io.containerd.grpc.v1.cri` and `<state>/...` on both
+    /// versions, so in `dir` too. 1.6 has one plugin
+    /// (`io.containerd.grpc.v1.cri`); 2.4 splits it into
+    /// `io.containerd.cri.v1.runtime` (runtimes, CNI, CDI),
+    /// `io.containerd.cri.v1.images` (snapshotter, `pinned_images.sandbox`,
+    /// registry) and `io.containerd.grpc.v1.cri` (streaming server).
+    ///
+    /// `restrict_oom_score_adj`: CRI gives the sandbox oom_score_adj -998,
+    /// which needs CAP_SYS_RESOURCE (without it runc fails with "can't get
+    /// final child's PID from pipe: EOF", e.g. in a container or a
+    /// restricted session); restricted, CRI raises it to the daemon's own
+    /// value. AppArmor off: no host profile is loaded.
+    fn cri_config(self, dir: &Path) -> String {
+        let d = dir.display();
+        // The `containerd` table: default handler and the runtimes (plus,
+        // on 1.6, the snapshotter).
+        let runtimes = |table: &str, more: &str| {
+            format!(
+                r#"[{table}.containerd]
+  default_runtime_name = "{CRI_DEFAULT_HANDLER}"
+{more}[{table}.containerd.runtimes.{CRI_DEFAULT_HANDLER}]
+  runtime_type = "io.containerd.lxcri.v2"
+[{table}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+"#
+            )
+        };
+        match self {
+            Version::V1_6 => {
+                let t = r#"plugins."io.containerd.grpc.v1.cri""#;
+                format!(
+                    r#"[{t}]
+  sandbox_image = "{PAUSE_IMAGE}"
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+{runtimes}[{t}.cni]
+  bin_dir = "{d}/cni/bin"
+  conf_dir = "{d}/cni/net.d"
+[{t}.registry]
+  config_path = "{d}/certs.d"
+"#,
+                    runtimes = runtimes(t, "  snapshotter = \"overlayfs\"\n")
+                )
+            }
+            Version::V2 => {
+                let rt = r#"plugins."io.containerd.cri.v1.runtime""#;
+                let img = r#"plugins."io.containerd.cri.v1.images""#;
+                format!(
+                    r#"[{rt}]
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  cdi_spec_dirs = ["{d}/cdi"]
+{runtimes}[{rt}.cni]
+  bin_dirs = ["{d}/cni/bin"]
+  conf_dir = "{d}/cni/net.d"
+[{img}]
+  snapshotter = "overlayfs"
+[{img}.pinned_images]
+  sandbox = "{PAUSE_IMAGE}"
+[{img}.registry]
+  config_path = "{d}/certs.d"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"#,
+                    runtimes = runtimes(rt, "")
+                )
+            }
         }
     }
 
@@ -109,6 +253,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 /// A running private containerd; stopped (with its shims) on drop.
 pub struct Containerd {
     pub version: Version,
+    /// Whether the CRI plugin is enabled ([`Containerd::start_cri`]).
+    pub cri: bool,
     dir: TempDir,
     child: Option<Child>,
     pid: i32,
@@ -123,15 +269,32 @@ impl Containerd {
 
     /// Starts containerd with `extra` TOML appended to the config.
     pub fn start_with(version: Version, extra: &str) -> Result<Self> {
-        check_binaries(version)?;
+        Self::start_inner(version, false, extra)
+    }
+
+    /// Starts containerd with the CRI plugin (see `Version::cri_config`);
+    /// fails unless CRI answers `crictl info` with the runtime ready.
+    pub fn start_cri(version: Version) -> Result<Self> {
+        Self::start_inner(version, true, "")
+    }
+
+    fn start_inner(version: Version, cri: bool, extra: &str) -> Result<Self> {
+        check_binaries(version, cri)?;
         let dir = tempfile::Builder::new().prefix("lxcri-e2e-").tempdir()?;
         fs::create_dir_all(dir.path().join("run"))?;
-        let config = version.config(dir.path()) + extra;
+        if cri {
+            for sub in ["cni/bin", "cni/net.d", "cdi", "certs.d", "pod-logs"] {
+                fs::create_dir_all(dir.path().join(sub))?;
+            }
+            fs::write(dir.path().join("crictl.yaml"), crictl_config(dir.path()))?;
+        }
+        let config = version.config(dir.path(), cri) + extra;
         fs::write(dir.path().join("config.toml"), config)?;
         let created_run_dir = ensure_mount_point()?;
         let child = spawn_daemon(version, dir.path())?;
         let mut ctd = Containerd {
             version,
+            cri,
             pid: child.id() as i32,
             child: Some(child),
             dir,
@@ -213,6 +376,38 @@ impl Containerd {
         cmd
     }
 
+    /// `crictl --config <dir>/crictl.yaml args...`: crictl talks to the
+    /// daemon's socket only (no namespace needed); the config names the
+    /// endpoints, so crictl never probes /run/containerd or the host's
+    /// /etc/crictl.yaml.
+    pub fn crictl(&self, args: &[&str]) -> Result<Output> {
+        cmd::run(&mut self.crictl_command(args), None, TIMEOUT)
+    }
+
+    /// Like [`Containerd::crictl`] but must exit 0.
+    pub fn crictl_ok(&self, args: &[&str]) -> Result<Output> {
+        self.crictl(args)?
+            .ok()
+            .with_context(|| format!("crictl {}", args.join(" ")))
+    }
+
+    /// The crictl command line (see [`Containerd::crictl`]).
+    pub fn crictl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(CRICTL);
+        cmd.arg("--config")
+            .arg(self.dir().join("crictl.yaml"))
+            .args(args)
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+            .env_remove("IMAGE_SERVICE_ENDPOINT")
+            .env_remove("CRI_CONFIG_FILE");
+        cmd
+    }
+
+    /// The directory CRI pods log to (`log_directory` of the pod config).
+    pub fn pod_log_dir(&self) -> PathBuf {
+        self.dir().join("pod-logs")
+    }
+
     /// Shim processes started by this daemon (their args name our socket).
     pub fn shims(&self) -> Vec<procfs::Process> {
         let address = self.address().display().to_string();
@@ -231,11 +426,35 @@ impl Containerd {
                 }
             }
             if self.address().exists() && self.ctr(&["version"])?.code == 0 {
-                return self.check_config_current();
+                self.check_config_current()?;
+                return if self.cri {
+                    self.wait_cri_ready()
+                } else {
+                    Ok(())
+                };
             }
             thread::sleep(Duration::from_millis(50));
         }
         bail!("socket {} not ready after 30 s", self.address().display())
+    }
+
+    /// CRI must be up and report RuntimeReady (1.6 merely logs a CRI plugin
+    /// that failed to load; crictl would then get "unknown service").
+    /// NetworkReady stays false: there is no CNI config (host-network pods
+    /// only).
+    fn wait_cri_ready(&self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let out = self.crictl(&["info"])?;
+            let ready = out.code == 0 && runtime_ready(&out.stdout);
+            if ready {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("CRI not ready after 30 s: crictl info: {out}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// A config in an old format is migrated in memory with a warning; keys
@@ -277,7 +496,7 @@ impl Drop for Containerd {
     }
 }
 
-fn check_binaries(version: Version) -> Result<()> {
+fn check_binaries(version: Version, cri: bool) -> Result<()> {
     for bin in [version.containerd(), version.ctr()] {
         if !bin.exists() {
             bail!(
@@ -287,7 +506,33 @@ fn check_binaries(version: Version) -> Result<()> {
             );
         }
     }
+    if cri && !Path::new(CRICTL).exists() {
+        bail!("{CRICTL} missing: run `make install` (scripts/build-cri-tools.sh)");
+    }
     Ok(())
+}
+
+fn crictl_config(dir: &Path) -> String {
+    let sock = dir.join("containerd.sock");
+    format!(
+        "runtime-endpoint: unix://{s}\nimage-endpoint: unix://{s}\ntimeout: 30\n\
+         debug: false\npull-image-on-create: false\ndisable-pull-on-run: true\n",
+        s = sock.display()
+    )
+}
+
+/// Whether `crictl info` output has the RuntimeReady condition true.
+fn runtime_ready(info: &str) -> bool {
+    let Ok(info) = serde_json::from_str::<serde_json::Value>(info) else {
+        return false;
+    };
+    info["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conds| {
+            conds
+                .iter()
+                .any(|c| c["type"] == "RuntimeReady" && c["status"] == true)
+        })
 }
 
 /// The bind mount needs /run/containerd to exist on the host. Creates it

@@ -2,7 +2,7 @@
 //! runtime under test, and the leak check at the end.
 
 use crate::cmd::Output;
-use crate::containerd::{Containerd, Version};
+use crate::containerd::{Containerd, Version, CRI_NAMESPACE, PAUSE_IMAGE};
 use crate::leaks::{self, Snapshot};
 use crate::{image, rootfs};
 use anyhow::{bail, Context, Result};
@@ -42,7 +42,8 @@ pub struct Harness {
     pub runtime: Runtime,
     pub ctd: Containerd,
     rootfs: PathBuf,
-    image: Option<PathBuf>,
+    /// Image tarballs built so far: (image name, path).
+    images: Vec<(&'static str, PathBuf)>,
     ids: Vec<String>,
     snapshot: Snapshot,
 }
@@ -50,9 +51,21 @@ pub struct Harness {
 impl Harness {
     /// Starts containerd `version` (with `extra` config) for `runtime`.
     pub fn start_with(version: Version, runtime: Runtime, extra: &str) -> Result<Self> {
+        Self::start_daemon(runtime, || Containerd::start_with(version, extra))
+    }
+
+    /// Starts containerd `version` with the CRI plugin, whose default
+    /// runtime handler is lxcri (see `Version::cri_config`). `runtime` is
+    /// the shim the test expects to see (its binary must be installed).
+    pub fn start_cri(version: Version, runtime: Runtime) -> Result<Self> {
+        check_shim(Runtime::Lxcri)?;
+        Self::start_daemon(runtime, || Containerd::start_cri(version))
+    }
+
+    fn start_daemon(runtime: Runtime, start: impl FnOnce() -> Result<Containerd>) -> Result<Self> {
         check_shim(runtime)?;
         let host_mounts = leaks::host_mounts()?;
-        let ctd = Containerd::start_with(version, extra)?;
+        let ctd = start()?;
         let rootfs = ctd.dir().join("rootfs");
         rootfs::busybox_rootfs(&rootfs)?;
         let snapshot = Snapshot::take(&ctd, host_mounts)?;
@@ -60,7 +73,7 @@ impl Harness {
             runtime,
             ctd,
             rootfs,
-            image: None,
+            images: Vec::new(),
             ids: Vec::new(),
             snapshot,
         })
@@ -76,6 +89,12 @@ impl Harness {
         let id = format!("lxe2e-{name}");
         self.ids.push(id.clone());
         id
+    }
+
+    /// Tracks an id the runtime chose (a CRI pod or container id) so the
+    /// leak check looks for its processes and cgroups.
+    pub fn track(&mut self, id: &str) {
+        self.ids.push(id.to_string());
     }
 
     /// `ctr args...` (in containerd's namespace).
@@ -122,22 +141,61 @@ impl Harness {
 
     /// Builds the busybox OCI tarball (once) and imports it; returns the image name.
     pub fn import_image(&mut self) -> Result<&'static str> {
-        let tarball = self.image_tarball()?;
+        let tarball = self.image_tarball(rootfs::IMAGE, image::SHELL)?;
         let tarball = tarball.display().to_string();
         self.ctr_ok(&["image", "import", &tarball])?;
         Ok(rootfs::IMAGE)
     }
 
-    fn image_tarball(&mut self) -> Result<PathBuf> {
-        if let Some(path) = &self.image {
+    /// Imports the busybox image and the pause image (the config's sandbox
+    /// image) into CRI's namespace and waits until CRI lists both (it
+    /// learns about images from containerd's events); returns the busybox
+    /// image name.
+    pub fn import_cri_images(&mut self) -> Result<&'static str> {
+        for (name, process) in [(rootfs::IMAGE, image::SHELL), (PAUSE_IMAGE, image::PAUSE)] {
+            let tarball = self.image_tarball(name, process)?;
+            let tarball = tarball.display().to_string();
+            self.ctr_ok(&["-n", CRI_NAMESPACE, "image", "import", &tarball])?;
+        }
+        let start = Instant::now();
+        loop {
+            let listed = self.crictl_ok(&["images", "-o", "json"])?;
+            let tags = image_tags(&listed.stdout)?;
+            if [rootfs::IMAGE, PAUSE_IMAGE]
+                .iter()
+                .all(|n| tags.iter().any(|t| t == n))
+            {
+                return Ok(rootfs::IMAGE);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("CRI does not list the imported images after 10 s: {tags:?}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn image_tarball(&mut self, name: &'static str, process: image::Process) -> Result<PathBuf> {
+        if let Some((_, path)) = self.images.iter().find(|(n, _)| *n == name) {
             return Ok(path.clone());
         }
-        let work = self.ctd.dir().join("image-work");
+        let file = name.rsplit('/').next().unwrap_or(name).replace(':', "-");
+        let work = self.ctd.dir().join(format!("image-work-{file}"));
         fs::create_dir_all(&work)?;
-        let out = self.ctd.dir().join("lxcri-busybox.oci.tar");
-        image::oci_image(&self.rootfs, rootfs::IMAGE, &work, &out).context("build image")?;
-        self.image = Some(out.clone());
+        let out = self.ctd.dir().join(format!("{file}.oci.tar"));
+        image::oci_image(&self.rootfs, name, process, &work, &out)
+            .with_context(|| format!("build image {name}"))?;
+        self.images.push((name, out.clone()));
         Ok(out)
+    }
+
+    /// `crictl args...` against the daemon's CRI plugin.
+    pub fn crictl(&self, args: &[&str]) -> Result<Output> {
+        self.ctd.crictl(args)
+    }
+
+    /// `crictl args...` that must succeed.
+    pub fn crictl_ok(&self, args: &[&str]) -> Result<Output> {
+        self.ctd.crictl_ok(args)
     }
 
     /// Asserts no leaks, stops containerd, asserts again on the host.
@@ -192,7 +250,25 @@ pub fn try_scenario(
     extra_config: &str,
     scenario: impl FnOnce(&mut Harness) -> Result<()>,
 ) -> Result<()> {
-    let mut h = Harness::start_with(version, runtime, extra_config)?;
+    let h = Harness::start_with(version, runtime, extra_config)?;
+    run_and_check(h, scenario)
+}
+
+/// Like [`run_scenario`] against a CRI-enabled containerd
+/// ([`Harness::start_cri`]); `runtime` is the shim the scenario expects.
+pub fn run_cri_scenario(
+    version: Version,
+    runtime: Runtime,
+    scenario: impl FnOnce(&mut Harness) -> Result<()>,
+) {
+    let result = Harness::start_cri(version, runtime).and_then(|h| run_and_check(h, scenario));
+    if let Err(err) = result {
+        panic!("{} (CRI) / {}: {err:#}", version.name(), runtime.name());
+    }
+}
+
+/// Runs `scenario`, dumps the log if it failed, then the leak check.
+fn run_and_check(mut h: Harness, scenario: impl FnOnce(&mut Harness) -> Result<()>) -> Result<()> {
     let result = scenario(&mut h);
     if result.is_err() {
         h.dump_log();
@@ -204,6 +280,17 @@ pub fn try_scenario(
         (Ok(()), Err(l)) => Err(l),
         (Err(e), Err(l)) => Err(e.context(format!("{l:#}"))),
     }
+}
+
+/// The repo tags in `crictl images -o json` output.
+fn image_tags(json: &str) -> Result<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_str(json).context("crictl images")?;
+    let images = value["images"].as_array().cloned().unwrap_or_default();
+    Ok(images
+        .iter()
+        .flat_map(|i| i["repoTags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect())
 }
 
 /// A task as listed by `ctr task ls`.

@@ -14,9 +14,34 @@ struct Blob {
     size: u64,
 }
 
-/// Writes an OCI image tarball of `rootfs` named `name` to `out`.
-/// `work` is a scratch directory.
-pub fn oci_image(rootfs: &Path, name: &str, work: &Path, out: &Path) -> Result<()> {
+/// What the image runs: its config's Entrypoint and Cmd.
+#[derive(Debug, Clone, Copy)]
+pub struct Process<'a> {
+    pub entrypoint: &'a [&'a str],
+    pub cmd: &'a [&'a str],
+}
+
+/// The busybox test image: no entrypoint, `/bin/sh`.
+pub const SHELL: Process<'static> = Process {
+    entrypoint: &[],
+    cmd: &["/bin/sh"],
+};
+
+/// The pause image for CRI sandboxes: sleeps (about 68 years) until killed.
+pub const PAUSE: Process<'static> = Process {
+    entrypoint: &["/bin/sleep", "2147483647"],
+    cmd: &[],
+};
+
+/// Writes an OCI image tarball of `rootfs` named `name`, running
+/// `process`, to `out`. `work` is a scratch directory.
+pub fn oci_image(
+    rootfs: &Path,
+    name: &str,
+    process: Process,
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
     let layout = work.join("layout");
     let blobs = layout.join("blobs/sha256");
     fs::create_dir_all(&blobs)?;
@@ -25,7 +50,7 @@ pub fn oci_image(rootfs: &Path, name: &str, work: &Path, out: &Path) -> Result<(
     let diff_id = sha256(&layer_tar)?;
     must(Command::new("gzip").args(["-n", "-f"]).arg(&layer_tar))?;
     let layer = add_blob_file(&blobs, &work.join("layer.tar.gz"))?;
-    let config = add_blob(&blobs, &image_config(&diff_id))?;
+    let config = add_blob(&blobs, &image_config(&diff_id, process))?;
     let manifest = add_blob(&blobs, &manifest_json(&config, &layer))?;
     fs::write(
         layout.join("oci-layout"),
@@ -38,16 +63,22 @@ pub fn oci_image(rootfs: &Path, name: &str, work: &Path, out: &Path) -> Result<(
     tar_dir(&layout, out)
 }
 
-fn image_config(diff_id: &str) -> serde_json::Value {
+fn image_config(diff_id: &str, process: Process) -> serde_json::Value {
+    let mut config = json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "WorkingDir": "/"
+    });
+    if !process.entrypoint.is_empty() {
+        config["Entrypoint"] = json!(process.entrypoint);
+    }
+    if !process.cmd.is_empty() {
+        config["Cmd"] = json!(process.cmd);
+    }
     json!({
         "architecture": "amd64",
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["/bin/sh"],
-            "WorkingDir": "/"
-        },
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "lxcri integration harness"}]
     })

@@ -5,7 +5,7 @@
 //! shims, container processes), cgroup directories in every hierarchy,
 //! mounts (in containerd's namespace and on the host) and runtime state dirs.
 
-use crate::containerd::Containerd;
+use crate::containerd::{Containerd, CRI_NAMESPACE};
 use crate::procfs::{self, Process};
 use anyhow::{bail, Result};
 use nix::sys::signal::{kill, Signal};
@@ -35,6 +35,9 @@ pub const NAMESPACE: &str = "default";
 /// How long cleanup may lag behind the last ctr command (shims exit
 /// asynchronously after Shutdown).
 const SETTLE: Duration = Duration::from_secs(10);
+
+/// How long [`Snapshot::clean_up`] retries removing cgroup dirs.
+const CLEANUP: Duration = Duration::from_secs(5);
 
 /// State before a test.
 pub struct Snapshot {
@@ -124,9 +127,21 @@ impl Snapshot {
                 let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
             }
         }
-        thread::sleep(Duration::from_millis(200));
-        for dir in self.new_cgroups().iter().rev() {
-            let _ = fs::remove_dir(dir);
+        // A killed process keeps its cgroups busy until it is reaped (a
+        // container's pid 1 orphaned by a killed shim takes a while), so
+        // retry the removal for a few seconds.
+        let start = Instant::now();
+        loop {
+            thread::sleep(Duration::from_millis(200));
+            let left: Vec<PathBuf> = self
+                .new_cgroups()
+                .into_iter()
+                .rev()
+                .filter(|dir| fs::remove_dir(dir).is_err())
+                .collect();
+            if left.is_empty() || start.elapsed() > CLEANUP {
+                break;
+            }
         }
     }
 }
@@ -177,11 +192,13 @@ fn belongs_to(p: &Process, id: &str) -> bool {
     in_cgroup || named
 }
 
-/// `<hierarchy>/default`, the parent runc leaves for the namespace; allowed
-/// only while empty (no child cgroups: those would be listed themselves).
+/// `<hierarchy>/default`, the parent runc leaves for the namespace (and
+/// `<hierarchy>/k8s.io`, the CRI tests' pod cgroup parent); allowed only
+/// while empty (no child cgroups: those would be listed themselves).
 fn is_namespace_parent(dir: &Path) -> bool {
     let roots = procfs::cgroup_roots();
-    dir.file_name().is_some_and(|n| n == NAMESPACE)
+    dir.file_name()
+        .is_some_and(|n| n == NAMESPACE || n == CRI_NAMESPACE)
         && dir
             .parent()
             .is_some_and(|parent| roots.iter().any(|r| r == parent))
@@ -224,15 +241,24 @@ fn new_lines(kind: &str, before: &BTreeSet<String>, after: &BTreeSet<String>) ->
 /// - /run/containerd/runc/<namespace>/<id> (runc)
 /// - /run/containerd/s/<socket> (shim sockets)
 /// - <state>/io.containerd.runtime.v2.task/<namespace>/<id> (bundles)
+/// - <root|state>/io.containerd.grpc.v1.cri/{sandboxes,containers}/<id>
+///   (CRI's per-pod and per-container files: resolv.conf, the /dev/shm
+///   tmpfs, container io; on 1.6 and 2.x alike)
 fn runtime_dir_leaks(ctd: &Containerd) -> Vec<String> {
     let run = ctd.run_dir();
     let task_state = ctd.state_dir().join("io.containerd.runtime.v2.task");
+    let cri_root = ctd.dir().join("root/io.containerd.grpc.v1.cri");
+    let cri_state = ctd.state_dir().join("io.containerd.grpc.v1.cri");
     let mut leaks = Vec::new();
     for (root, depth) in [
         (run.join("lxcri"), 1),
         (run.join("runc"), 1),
         (run.join("s"), 0),
         (task_state, 1),
+        (cri_root.join("sandboxes"), 0),
+        (cri_root.join("containers"), 0),
+        (cri_state.join("sandboxes"), 0),
+        (cri_state.join("containers"), 0),
     ] {
         for entry in procfs::tree(&root) {
             let allowed_parent =

@@ -1,6 +1,7 @@
 //! Test harness for the end-to-end tests: private containerd daemons
-//! (Debian's 1.6 and a built 2.x), ctr with timeouts, a busybox rootfs and
-//! OCI image built offline, and a leak checker. Needs root.
+//! (Debian's 1.6 and a built 2.x, optionally with the CRI plugin), ctr and
+//! crictl with timeouts, a busybox rootfs and OCI images built offline, and
+//! a leak checker. Needs root.
 
 pub mod cmd;
 pub mod containerd;
@@ -12,4 +13,4 @@ pub mod rootfs;
 
 pub use cmd::Output;
 pub use containerd::{Containerd, Version};
-pub use harness::{run_scenario, try_scenario, Harness, Runtime};
+pub use harness::{run_cri_scenario, run_scenario, try_scenario, Harness, Runtime};

@@ -44,6 +44,26 @@ pub fn process(pid: i32) -> Option<Process> {
     })
 }
 
+/// The parent pid of a process (field 4 of /proc/<pid>/stat); None if gone.
+pub fn ppid(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The ancestors of `pid`, parent first, up to (excluding) pid 1 / 0.
+pub fn ancestors(pid: i32) -> Vec<Process> {
+    let mut out = Vec::new();
+    let mut current = pid;
+    while let Some(parent) = ppid(current).filter(|p| *p > 1) {
+        let Some(p) = process(parent) else { break };
+        out.push(p);
+        current = parent;
+    }
+    out
+}
+
 /// The mount points (with fs type and source) listed in a mountinfo file.
 pub fn mounts(mountinfo: &Path) -> std::io::Result<BTreeSet<String>> {
     let text = fs::read_to_string(mountinfo)?;
@@ -145,6 +165,14 @@ mod tests {
             mount_key(line).as_deref(),
             Some("/run/containerd tmpfs tmpfs")
         );
+    }
+
+    #[test]
+    fn own_parent_is_first_ancestor() {
+        let me = std::process::id() as i32;
+        let parent = std::os::unix::process::parent_id() as i32;
+        assert_eq!(ppid(me), Some(parent));
+        assert_eq!(ancestors(me).first().map(|p| p.pid), Some(parent));
     }
 
     #[test]

@@ -6,12 +6,17 @@
 //! --test-threads=1 runc_`. Needs root; run with --test-threads=1.
 
 mod bad_input;
+mod cgroups;
+mod cri;
 mod events;
+mod exec;
+mod grouping;
 mod image;
 mod leak_checker;
 mod lifecycle;
 mod runtime_selection;
 mod spec;
+mod terminal;
 mod util;
 
 /// Generates one test per (runtime, containerd version) for each scenario
