@@ -7,6 +7,7 @@ mod metrics;
 mod mount;
 mod oom;
 mod service;
+mod state;
 mod task;
 
 /// The runtime id containerd knows this shim by.

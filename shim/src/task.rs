@@ -42,6 +42,8 @@ use tokio::sync::{watch, Mutex};
 use crate::error::{Error, Result};
 use crate::io::{self, IoKeep};
 use crate::mount;
+pub use crate::state::State;
+use crate::state::{check, Op};
 
 /// How a task ended.
 #[derive(Debug, Clone, Copy)]
@@ -56,15 +58,6 @@ fn timestamp(t: std::time::SystemTime) -> Timestamp {
     ts.seconds = d.as_secs() as i64;
     ts.nanos = d.subsec_nanos() as i32;
     ts
-}
-
-/// The life cycle of a task's init process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Created,
-    Running,
-    Paused,
-    Stopped,
 }
 
 struct TaskEntry {
@@ -404,12 +397,7 @@ impl TaskService {
             .by_id
             .get_mut(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        if t.state != State::Created {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is {:?}, not created",
-                req.id, t.state
-            )));
-        }
+        check(&format!("container {}", req.id), Op::Start, t.state)?;
         let c = t.container.clone();
         let timeout = self.cfg.start_timeout;
         let exec_error = blocking(move || {
@@ -448,12 +436,7 @@ impl TaskService {
             .by_id
             .get(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        if t.state == State::Stopped {
-            return Err(Error::NotFound(format!(
-                "process already finished: container {}",
-                req.id
-            )));
-        }
+        check(&format!("container {}", req.id), Op::Kill, t.state)?;
         let c = t.container.clone();
         let (signal, all) = (req.signal as i32, req.all);
         drop(tasks);
@@ -517,13 +500,8 @@ impl TaskService {
                 .ok_or_else(|| Error::NotFound(req.id.clone()))?;
             t.state
         };
+        check(&format!("container {}", req.id), Op::Delete, state)?;
         match state {
-            State::Running | State::Paused => {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot delete {:?} container {}",
-                    state, req.id
-                )))
-            }
             State::Created => {
                 // Like `runc delete` of a created container: kill the waiting init.
                 self.do_kill(KillRequest {
@@ -539,7 +517,7 @@ impl TaskService {
                 self.wait_stopped(&req.id, Some(Duration::from_secs(10)))
                     .await?;
             }
-            State::Stopped => {}
+            State::Stopped | State::Running | State::Paused => {}
         }
         let entry = self
             .tasks
@@ -701,33 +679,24 @@ impl TaskService {
         }
     }
 
-    /// The runtime-core handle of a task in one of `states`.
-    async fn container_in(
-        &self,
-        id: &str,
-        states: &[State],
-    ) -> Result<Arc<std::sync::Mutex<Container>>> {
+    /// The runtime-core handle of a task on which `op` is legal.
+    async fn container_for(&self, id: &str, op: Op) -> Result<Arc<std::sync::Mutex<Container>>> {
         let tasks = self.tasks.lock().await;
         let t = tasks
             .by_id
             .get(id)
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        if !states.contains(&t.state) {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is {:?}",
-                t.state
-            )));
-        }
+        check(&format!("container {id}"), op, t.state)?;
         Ok(t.container.clone())
     }
 
     async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
-        let from = if paused {
-            State::Running
+        let (from, op) = if paused {
+            (State::Running, Op::Pause)
         } else {
-            State::Paused
+            (State::Paused, Op::Resume)
         };
-        let c = self.container_in(id, &[from]).await?;
+        let c = self.container_for(id, op).await?;
         blocking(move || {
             let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
             Ok(c.freeze(paused)?)
@@ -761,9 +730,7 @@ impl TaskService {
     }
 
     async fn do_update(&self, req: UpdateTaskRequest) -> Result<()> {
-        let c = self
-            .container_in(&req.id, &[State::Created, State::Running, State::Paused])
-            .await?;
+        let c = self.container_for(&req.id, Op::Update).await?;
         let any = req
             .resources
             .as_ref()
@@ -780,9 +747,7 @@ impl TaskService {
 
     async fn do_stats(&self, req: StatsRequest) -> Result<StatsResponse> {
         let layout = self.cfg.layout;
-        let c = self
-            .container_in(&req.id, &[State::Created, State::Running, State::Paused])
-            .await?;
+        let c = self.container_for(&req.id, Op::Stats).await?;
         let (type_url, value) = blocking(move || {
             let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
             let (h, rel) = (&c.state.hierarchies, &c.state.cgroup);
@@ -832,12 +797,7 @@ impl TaskService {
             .by_id
             .get_mut(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        if t.state != State::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot exec in container {}: it is {:?}",
-                req.id, t.state
-            )));
-        }
+        check(&format!("container {}", req.id), Op::Exec, t.state)?;
         if t.execs.contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!(
                 "exec {} in {}",
@@ -880,23 +840,13 @@ impl TaskService {
             .by_id
             .get_mut(id)
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        if t.state != State::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot start exec {exec_id}: container {id} is {:?}",
-                t.state
-            )));
-        }
+        check(&format!("container {id}"), Op::Exec, t.state)?;
         let container = t.container.clone();
         let e = t
             .execs
             .get_mut(exec_id)
             .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-        if e.state != State::Created {
-            return Err(Error::FailedPrecondition(format!(
-                "exec {exec_id} is {:?}, not created",
-                e.state
-            )));
-        }
+        check(&format!("exec {exec_id}"), Op::Start, e.state)?;
         let (stdio, keep) = if e.terminal {
             (io::null_stdio()?, IoKeep::default())
         } else {
@@ -1032,11 +982,7 @@ impl TaskService {
             .execs
             .get(exec_id)
             .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-        if e.state == State::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot delete running exec {exec_id}"
-            )));
-        }
+        check(&format!("exec {exec_id}"), Op::Delete, e.state)?;
         let e = t.execs.remove(exec_id).expect("checked above");
         let info = e.exit.unwrap_or(ExitInfo {
             code: 0,
