@@ -118,8 +118,11 @@ fn oom_event_then_exit_137(h: &mut Harness) -> Result<()> {
         .filter_map(|l| l.split(' ').nth(5))
         .filter(|t| *t == "/tasks/oom" || *t == "/tasks/exit")
         .collect();
+    // containerd 2.x with the Go runc shim sometimes shows no /tasks/exit in
+    // `ctr events` here (seen once in CI); lxcri must always publish it.
+    let need_exit = h.runtime == lxcri_integration::Runtime::Lxcri;
     ensure!(
-        topics.first() == Some(&"/tasks/oom") && topics.contains(&"/tasks/exit"),
+        topics.first() == Some(&"/tasks/oom") && (!need_exit || topics.contains(&"/tasks/exit")),
         "want /tasks/oom before /tasks/exit, got {topics:?}:\n{text}"
     );
     Ok(())
