@@ -3,9 +3,9 @@
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::SpecError;
-use crate::lxcconf::LxcConfig;
+use crate::lxcconf::{check_value, LxcConfig};
 
-/// Which namespaces the container gets.
+/// Which new namespaces the container gets.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct NewNamespaces {
     pub net: bool,
@@ -36,7 +36,10 @@ fn lxc_name(t: LinuxNamespaceType) -> Result<&'static str, SpecError> {
     })
 }
 
-/// Translate `linux.namespaces` (new namespaces only) and `hostname`/`domainname`.
+/// Translate `linux.namespaces` and `hostname`/`domainname`. A namespace with a
+/// `path` is joined (`lxc.namespace.share.<ns> = <path>`: liblxc opens the path
+/// and setns()es the container into it), which is how a pod's containers share
+/// the sandbox's namespaces.
 pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, SpecError> {
     let nss = spec
         .linux()
@@ -44,24 +47,33 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
     let mut names: Vec<&str> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut shared: Vec<(&str, String)> = Vec::new();
     let mut new = NewNamespaces::default();
     for (i, ns) in nss.iter().enumerate() {
-        if ns
-            .path()
-            .as_ref()
-            .is_some_and(|p| !p.as_os_str().is_empty())
-        {
-            return Err(SpecError::new(
-                format!("linux.namespaces[{i}].path"),
-                "joining an existing namespace is not supported yet",
-            ));
-        }
         let name = lxc_name(ns.typ())?;
-        if names.contains(&name) {
+        if seen.contains(&name) {
             return Err(SpecError::new(
                 format!("linux.namespaces[{i}]"),
                 format!("duplicate namespace {name}"),
             ));
+        }
+        seen.push(name);
+        if let Some(path) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
+            let field = format!("linux.namespaces[{i}].path");
+            let p = path.to_string_lossy().into_owned();
+            check_value(&field, &p)?;
+            if name == "mnt" {
+                return Err(SpecError::new(
+                    field,
+                    "joining a mount namespace is not supported",
+                ));
+            }
+            if !path.is_absolute() || std::fs::symlink_metadata(path).is_err() {
+                return Err(SpecError::new(field, format!("{p} does not exist")));
+            }
+            shared.push((name, p));
+            continue;
         }
         names.push(name);
         match ns.typ() {
@@ -78,6 +90,13 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         ));
     }
     lxc.push("linux.namespaces", "lxc.namespace.clone", names.join(" "))?;
+    for (name, path) in shared {
+        lxc.push(
+            "linux.namespaces",
+            format!("lxc.namespace.share.{name}"),
+            path,
+        )?;
+    }
     if new.net {
         // A new network namespace with only the loopback device, which liblxc
         // brings up (as runc does).
@@ -127,6 +146,25 @@ mod tests {
     }
 
     #[test]
+    fn joined_namespaces_are_shared() {
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "pid", "path": "/proc/self/ns/pid"}, {"type": "ipc", "path": "/proc/self/ns/ipc"},
+            {"type": "uts", "path": "/proc/self/ns/uts"}, {"type": "mount"},
+            {"type": "network", "path": "/proc/self/ns/net"}]}}));
+        let mut lxc = LxcConfig::new();
+        let new = translate(&s, &mut lxc).unwrap();
+        assert!(!new.net && !new.uts);
+        assert_eq!(
+            lxc.render(),
+            "lxc.namespace.clone = mnt\n\
+             lxc.namespace.share.pid = /proc/self/ns/pid\n\
+             lxc.namespace.share.ipc = /proc/self/ns/ipc\n\
+             lxc.namespace.share.uts = /proc/self/ns/uts\n\
+             lxc.namespace.share.net = /proc/self/ns/net\n"
+        );
+    }
+
+    #[test]
     fn hostname_needs_uts() {
         let s = spec(serde_json::json!({
             "hostname": "box", "linux": {"namespaces": [{"type": "mount"}]}
@@ -156,10 +194,16 @@ mod tests {
         );
         assert!(translate(&s, &mut LxcConfig::new()).is_err());
         let s = spec(serde_json::json!({"linux": {"namespaces": [
-            {"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]}}));
+            {"type": "mount"}, {"type": "network", "path": "/proc/self/ns/nope"}]}}));
         assert_eq!(
             translate(&s, &mut LxcConfig::new()).unwrap_err().field,
             "linux.namespaces[1].path"
+        );
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "mount", "path": "/proc/1/ns/mnt"}]}}));
+        assert_eq!(
+            translate(&s, &mut LxcConfig::new()).unwrap_err().field,
+            "linux.namespaces[0].path"
         );
         let s = spec(serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}}));
         assert!(translate(&s, &mut LxcConfig::new()).is_err());
