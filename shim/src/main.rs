@@ -24,6 +24,21 @@ fn main() {
         println!("  liblxc: linked by the lxcri-start helper");
         return;
     }
+    if args.iter().any(|a| a == "-info") {
+        // containerd 2.x asks for the runtime's info (RuntimeInfo protobuf on
+        // stdout); the runtime options it writes to stdin are not needed.
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        match runtime_info() {
+            Ok(bytes) => {
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), &bytes);
+                return;
+            }
+            Err(e) => {
+                eprintln!("{RUNTIME_ID}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     // One worker thread is plenty for a shim; blocking runtime work goes to the
     // blocking pool.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -44,6 +59,22 @@ fn main() {
     std::process::exit(0);
 }
 
+/// The `-info` answer: name and version.
+fn runtime_info() -> Result<Vec<u8>, containerd_shim::protos::protobuf::Error> {
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+    let info = RuntimeInfo {
+        name: "containerd-shim-lxcri-v2".to_string(),
+        version: Some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    info.write_to_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -52,6 +83,15 @@ mod tests {
 
     struct Nop;
     impl Task for Nop {}
+
+    #[test]
+    fn info_decodes() {
+        use containerd_shim::protos::protobuf::Message;
+        use containerd_shim::protos::types::introspection::RuntimeInfo;
+        let info = RuntimeInfo::parse_from_bytes(&super::runtime_info().unwrap()).unwrap();
+        assert_eq!(info.name, "containerd-shim-lxcri-v2");
+        assert_eq!(info.version.version, env!("CARGO_PKG_VERSION"));
+    }
 
     /// containerd 1.6 speaks task API v2 only: the pinned shim crate must serve it.
     #[test]

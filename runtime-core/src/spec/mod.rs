@@ -9,6 +9,7 @@ pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod root;
+pub mod sysctl;
 
 use std::path::{Path, PathBuf};
 
@@ -80,10 +81,6 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
         (
             "linux.gidMappings",
             l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "linux.sysctl",
-            l.sysctl().as_ref().is_some_and(|v| !v.is_empty()),
         ),
         (
             "linux.devices",
@@ -186,6 +183,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         ));
     }
     mounts::translate(spec, ctx.bundle, &mut lxc)?;
+    sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
     let mut init = InitSpec {
         process: process::translate(spec, &rootfs)?,
@@ -258,10 +256,10 @@ mod tests {
         };
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "ociVersion");
         let s: Spec = serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"sysctl": {"net.ipv4.ip_forward": "1"}}
+            "ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"intelRdt": {}}
         }))
         .unwrap();
-        assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.sysctl");
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.intelRdt");
         let s: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "root": {"path": "/"}, "hooks": {"prestart": [{"path": "/bin/true"}]}
         }))
