@@ -9,11 +9,11 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
 
-.PHONY: all install deps containerd2 cri-tools build install-bin test lint unit e2e bench check-root
+.PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e bench check-root
 
 all: build
 
-install: check-root deps containerd2 cri-tools install-bin
+install: check-root deps containerd2 cri-tools nerdctl install-bin
 
 deps: check-root
 	bash scripts/install-deps.sh
@@ -24,6 +24,10 @@ containerd2:
 # crictl for the CRI end-to-end tests (default runtime set by config).
 cri-tools:
 	bash scripts/build-cri-tools.sh
+
+# nerdctl for the nerdctl end-to-end tests (against containerd 2.x).
+nerdctl:
+	bash scripts/build-nerdctl.sh
 
 build:
 	$(CARGO) build --release --workspace
@@ -50,7 +54,7 @@ unit:
 e2e: check-root
 	$(CARGO) test -p lxcri-integration -- --test-threads=1
 
-# ctr run --rm wall time and shim RSS, lxcri vs runc, on containerd 2.x.
+# ctr run --rm wall time, shim RSS and ctr task exec round trip, lxcri vs runc, on containerd 2.x.
 bench: check-root
 	$(CARGO) run -p lxcri-integration --bin lxcri-bench -- $(BENCH_ARGS)
 

@@ -23,6 +23,9 @@ pub const CONTAINERD2_BIN: &str = "/var/cache/lxcri/containerd-2.4.2/bin";
 /// crictl, built by scripts/build-cri-tools.sh.
 pub const CRICTL: &str = "/var/cache/lxcri/cri-tools-1.37.0/bin/crictl";
 
+/// nerdctl, built by scripts/build-nerdctl.sh (drives containerd 2.x only).
+pub const NERDCTL: &str = "/var/cache/lxcri/nerdctl-2.2.2/bin/nerdctl";
+
 /// The containerd namespace of the CRI plugin.
 pub const CRI_NAMESPACE: &str = "k8s.io";
 
@@ -376,6 +379,68 @@ impl Containerd {
         cmd
     }
 
+    /// nerdctl's own directories under the test's temp dir: `data`
+    /// (--data-root: container metadata, logs, name store), `cni/bin` and
+    /// `cni/net.d` (empty: containers run with --net none).
+    pub fn nerdctl_dir(&self) -> PathBuf {
+        self.dir().join("nerdctl")
+    }
+
+    /// `nerdctl args...` in the daemon's mount namespace (it uses
+    /// /run/containerd like ctr, and its OCI hooks and logging binary run
+    /// from the shim), talking to our socket in namespace `default`, with
+    /// its data root, CNI dirs and (absent) config file in the temp dir.
+    /// Fails loudly when nerdctl is not built or the daemon is not 2.x.
+    pub fn nerdctl_command(&self, args: &[&str]) -> Result<Command> {
+        if self.version != Version::V2 {
+            bail!(
+                "nerdctl tests need containerd 2.x, not {}",
+                self.version.name()
+            );
+        }
+        if !Path::new(NERDCTL).exists() {
+            bail!("{NERDCTL} missing: run `make install` (scripts/build-nerdctl.sh)");
+        }
+        let dir = self.nerdctl_dir();
+        for sub in ["data", "cni/bin", "cni/net.d"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid.to_string())
+            .arg("-m")
+            .arg("--")
+            .arg(NERDCTL)
+            .arg("--address")
+            .arg(self.address())
+            .args(["--namespace", crate::leaks::NAMESPACE])
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--cni-path")
+            .arg(dir.join("cni/bin"))
+            .arg("--cni-netconfpath")
+            .arg(dir.join("cni/net.d"))
+            .args(args)
+            .env("NERDCTL_TOML", dir.join("nerdctl.toml"))
+            .env_remove("CONTAINERD_ADDRESS")
+            .env_remove("CONTAINERD_NAMESPACE")
+            .env_remove("CONTAINERD_SNAPSHOTTER");
+        Ok(cmd)
+    }
+
+    /// `nerdctl args...` (see [`Containerd::nerdctl_command`]).
+    pub fn nerdctl(&self, args: &[&str]) -> Result<Output> {
+        let out = cmd::run(&mut self.nerdctl_command(args)?, None, TIMEOUT)?;
+        Ok(without_deprecation_warnings(out))
+    }
+
+    /// Like [`Containerd::nerdctl`] but must exit 0.
+    pub fn nerdctl_ok(&self, args: &[&str]) -> Result<Output> {
+        self.nerdctl(args)?
+            .ok()
+            .with_context(|| format!("nerdctl {}", args.join(" ")))
+    }
+
     /// `crictl --config <dir>/crictl.yaml args...`: crictl talks to the
     /// daemon's socket only (no namespace needed); the config names the
     /// endpoints, so crictl never probes /run/containerd or the host's
@@ -470,6 +535,33 @@ impl Containerd {
         Ok(())
     }
 
+    /// Stops the daemon with SIGTERM (fails if it does not exit within
+    /// 10 s), leaving its shims and containers running, then starts it
+    /// again with the same config, root, state and run dir. The new daemon
+    /// gets a new mount namespace with the same bind mount at
+    /// /run/containerd, so the shim sockets (files in the temp run dir)
+    /// stay reachable; the shims keep the old namespace.
+    pub fn restart(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("containerd is not running")?;
+        kill(Pid::from_raw(self.pid), Signal::SIGTERM)?;
+        if cmd::wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+            bail!(
+                "containerd {} did not exit within 10 s of SIGTERM",
+                self.pid
+            );
+        }
+        let child = spawn_daemon(self.version, self.dir.path())?;
+        self.pid = child.id() as i32;
+        self.child = Some(child);
+        self.wait_ready().with_context(|| {
+            format!(
+                "{} did not restart:\n{}",
+                self.version.name(),
+                self.log_tail(30)
+            )
+        })
+    }
+
     /// SIGTERM the daemon, SIGKILL after 10 s, then SIGKILL leftover shims
     /// (the Rust shim crate ignores SIGTERM).
     pub fn stop(&mut self) {
@@ -548,7 +640,10 @@ fn ensure_mount_point() -> Result<bool> {
 /// unshare a private mount namespace, bind the temp run dir over
 /// /run/containerd, exec containerd (so the child pid is the daemon).
 fn spawn_daemon(version: Version, dir: &Path) -> Result<Child> {
-    let log = fs::File::create(dir.join("containerd.log"))?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))?;
     let script = format!(
         "mount --bind '{run}' {RUN_CONTAINERD} && exec '{bin}' --config '{dir}/config.toml'",
         run = dir.join("run").display(),

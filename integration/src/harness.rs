@@ -147,6 +147,12 @@ impl Harness {
         Ok(rootfs::IMAGE)
     }
 
+    /// The busybox OCI tarball (built once; not imported), for loaders
+    /// other than ctr (`nerdctl load`).
+    pub fn busybox_tarball(&mut self) -> Result<PathBuf> {
+        self.image_tarball(rootfs::IMAGE, image::SHELL)
+    }
+
     /// Imports the busybox image and the pause image (the config's sandbox
     /// image) into CRI's namespace and waits until CRI lists both (it
     /// learns about images from containerd's events); returns the busybox
@@ -196,6 +202,23 @@ impl Harness {
     /// `crictl args...` that must succeed.
     pub fn crictl_ok(&self, args: &[&str]) -> Result<Output> {
         self.ctd.crictl_ok(args)
+    }
+
+    /// `nerdctl args...` against the daemon (containerd 2.x only; see
+    /// [`Containerd::nerdctl_command`]).
+    pub fn nerdctl(&self, args: &[&str]) -> Result<Output> {
+        self.ctd.nerdctl(args)
+    }
+
+    /// `nerdctl args...` that must succeed.
+    pub fn nerdctl_ok(&self, args: &[&str]) -> Result<Output> {
+        self.ctd.nerdctl_ok(args)
+    }
+
+    /// Restarts containerd, leaving shims and containers running (see
+    /// [`Containerd::restart`]).
+    pub fn restart(&mut self) -> Result<()> {
+        self.ctd.restart()
     }
 
     /// Asserts no leaks, stops containerd, asserts again on the host.

@@ -1,5 +1,6 @@
-//! `make bench`: `ctr run --rm` wall time of /bin/true and the shim's memory
-//! with one running container, lxcri vs runc, on containerd 2.x.
+//! `make bench`: `ctr run --rm` wall time of /bin/true, the shim's memory
+//! with one running container, and the exec round trip (`ctr task exec`
+//! of /bin/true into that container), lxcri vs runc, on containerd 2.x.
 //!
 //! Usage: lxcri-bench [RUNS] [lxcri|runc ...] (default: 10 runs, both
 //! runtimes). Needs root and, for lxcri, the installed shim.
@@ -25,6 +26,25 @@ struct Row {
     max: Duration,
     shim: Memory,
     helpers: Memory,
+    exec: Times,
+}
+
+/// Sorted wall times of repeated runs.
+struct Times {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Times {
+    fn of(mut times: Vec<Duration>) -> Self {
+        times.sort();
+        Times {
+            median: times[times.len() / 2],
+            min: times[0],
+            max: times[times.len() - 1],
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -57,17 +77,17 @@ fn runtimes(names: &[String]) -> Result<Vec<Runtime>> {
 
 fn measure(runtime: Runtime, runs: usize) -> Result<Row> {
     let mut h = Harness::start_with(Version::V2, runtime, "")?;
-    let mut times = time_runs(&mut h, runs)?;
-    times.sort();
-    let (shim, helpers) = memory_with_running_container(&mut h)?;
+    let run = Times::of(time_runs(&mut h, runs)?);
+    let (shim, helpers, exec) = with_running_container(&mut h, runs)?;
     h.finish()?;
     Ok(Row {
         runtime,
-        median: times[times.len() / 2],
-        min: times[0],
-        max: times[times.len() - 1],
+        median: run.median,
+        min: run.min,
+        max: run.max,
         shim,
         helpers,
+        exec,
     })
 }
 
@@ -84,8 +104,9 @@ fn time_runs(h: &mut Harness, runs: usize) -> Result<Vec<Duration>> {
     Ok(times)
 }
 
-/// Shim memory and other runtime helpers' memory with one container running.
-fn memory_with_running_container(h: &mut Harness) -> Result<(Memory, Memory)> {
+/// Shim memory and other runtime helpers' memory with one container
+/// running, then the exec round trip into it.
+fn with_running_container(h: &mut Harness, runs: usize) -> Result<(Memory, Memory, Times)> {
     let id = h.id("bench-rss");
     let rootfs = h.rootfs();
     let args = [
@@ -110,11 +131,27 @@ fn memory_with_running_container(h: &mut Harness) -> Result<(Memory, Memory)> {
         .map(|p| p.pid)
         .collect();
     let memory = (sum_memory(&shim_pids), sum_memory(&helpers));
+    let exec = time_execs(h, &id, runs);
     h.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id])?;
     wait_status(h, &id, "STOPPED")?;
     h.ctr_ok(&["task", "delete", &id])?;
     h.ctr_ok(&["container", "rm", &id])?;
-    Ok(memory)
+    Ok((memory.0, memory.1, Times::of(exec?)))
+}
+
+/// One warm-up exec, then `runs` timed `ctr task exec --exec-id eN ID
+/// /bin/true` (each waits for the exec's exit and its delete).
+fn time_execs(h: &Harness, id: &str, runs: usize) -> Result<Vec<Duration>> {
+    h.ctr_ok(&["task", "exec", "--exec-id", "warmup", id, "/bin/true"])?;
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let exec_id = format!("e{i}");
+        let start = Instant::now();
+        let out = h.ctr(&["task", "exec", "--exec-id", &exec_id, id, "/bin/true"])?;
+        times.push(start.elapsed());
+        ensure!(out.code == 0, "exec {i}: {out}");
+    }
+    Ok(times)
 }
 
 /// The per-container LXC monitor / lxcri helper processes.
@@ -174,6 +211,19 @@ fn print_table(rows: &[Row], runs: usize) {
             r.helpers.count,
             r.helpers.rss,
             r.helpers.pss
+        );
+    }
+    println!();
+    println!("containerd 2.x, `ctr task exec --exec-id eN <id> /bin/true` x{runs} into a running container");
+    println!("| runtime | exec median ms | exec min ms | exec max ms |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.runtime.name(),
+            ms(r.exec.median),
+            ms(r.exec.min),
+            ms(r.exec.max)
         );
     }
 }

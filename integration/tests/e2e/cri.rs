@@ -69,12 +69,14 @@ mod cri_leaks_are_reported {
 }
 
 /// `crictl runp pod.json` without a handler: the configured default
-/// (lxcri) runs the sandbox.
+/// (lxcri) runs the sandbox, and a busybox container in the pod (joining the
+/// sandbox's namespaces) echoes to its log.
 fn default_runtime(h: &mut Harness) -> Result<()> {
     check_cri_config(h)?;
-    h.import_cri_images()?;
+    let image = h.import_cri_images()?;
     let pod = run_pod(h, "default", None)?;
-    let checked = check_sandbox(h, &pod, Runtime::Lxcri, "");
+    let checked = check_sandbox(h, &pod, Runtime::Lxcri, "")
+        .and_then(|()| run_echo(h, &pod, "default", image));
     let removed = remove_pod(h, &pod);
     checked.and(removed)
 }

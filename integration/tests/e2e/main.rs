@@ -14,6 +14,8 @@ mod grouping;
 mod image;
 mod leak_checker;
 mod lifecycle;
+mod nerdctl;
+mod restart;
 mod runtime_selection;
 mod spec;
 mod terminal;
@@ -45,6 +47,46 @@ macro_rules! matrix {
             #[test]
             fn lxcri_containerd_2() {
                 run_scenario(Version::V2, Runtime::Lxcri, super::$scenario);
+            }
+        }
+    )*};
+}
+
+/// Like [`matrix!`] for containerd 2.x only (both runtimes): scenarios that
+/// need a 2.x daemon (nerdctl 2.x speaks the 2.x API only).
+#[macro_export]
+macro_rules! matrix_v2 {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use lxcri_integration::{run_scenario, Runtime, Version};
+
+            #[test]
+            fn runc_containerd_2() {
+                run_scenario(Version::V2, Runtime::Runc, super::$scenario);
+            }
+
+            #[test]
+            fn lxcri_containerd_2() {
+                run_scenario(Version::V2, Runtime::Lxcri, super::$scenario);
+            }
+        }
+    )*};
+}
+
+/// containerd 2.x, runc only: nerdctl scenarios lxcri cannot pass yet. nerdctl
+/// always adds OCI hooks (createRuntime/poststop), its default seccomp profile, a
+/// sysctl, and a `binary://` log URI for detached containers; lxcri refuses the
+/// first three (issue 4) and has no binary logging yet (issue 3). The runc runs
+/// keep the scenarios honest until the lxcri variants can join `matrix_v2!`.
+#[macro_export]
+macro_rules! matrix_v2_runc_only {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use lxcri_integration::{run_scenario, Runtime, Version};
+
+            #[test]
+            fn runc_containerd_2() {
+                run_scenario(Version::V2, Runtime::Runc, super::$scenario);
             }
         }
     )*};
