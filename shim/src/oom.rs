@@ -4,12 +4,16 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::io::unix::AsyncFd;
 
-/// Watch the memory cgroup at `dir`: `on_oom` is called for every OOM
-/// notification. The watch ends when the cgroup is removed.
+/// Notifications closer together than this are one OOM.
+const BURST: Duration = Duration::from_secs(1);
+
+/// Watch the memory cgroup at `dir`: `on_oom` is called once per burst of OOM
+/// notifications. The watch ends when the cgroup is removed.
 ///
 /// The eventfd fires on an OOM in the cgroup, and once more when the cgroup is
 /// removed (liblxc removes it as soon as the container stops), after the
@@ -30,22 +34,33 @@ pub fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> std::io::Re
         unsafe { AsyncFd::register(efd) }.map_err(|e| std::io::Error::other(e.to_string()))?;
     tokio::spawn(async move {
         let _control = control;
+        // One OOM can signal hundreds of times while its victim dies: report it
+        // once per burst.
+        let mut last: Option<Instant> = None;
         loop {
             let Some(count) = next(&afd).await else {
                 return;
             };
             if dir.exists() {
-                on_oom();
+                report(&mut last, &on_oom);
                 continue;
             }
-            let more = tokio::time::timeout(std::time::Duration::from_secs(1), next(&afd)).await;
+            let more = tokio::time::timeout(Duration::from_secs(1), next(&afd)).await;
             if count >= 2 || matches!(more, Ok(Some(_))) {
-                on_oom();
+                report(&mut last, &on_oom);
             }
             return;
         }
     });
     Ok(())
+}
+
+/// Call `on_oom` unless the previous notification was part of the same burst.
+fn report(last: &mut Option<Instant>, on_oom: &impl Fn()) {
+    if last.is_none_or(|t| t.elapsed() >= BURST) {
+        on_oom();
+    }
+    *last = Some(Instant::now());
 }
 
 /// Wait for the eventfd and read (reset) its count.
