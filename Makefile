@@ -48,11 +48,14 @@ lint:
 
 unit:
 	$(CARGO) test --workspace --exclude lxcri-integration
+	$(CARGO) test -p lxcri-integration --lib
 
 # End-to-end suite against private containerd 1.6 and 2.x daemons (needs root).
-# LXCRI_E2E_RUNTIMES=runc|lxcri|runc,lxcri selects the runtimes (default: both).
+# A name filter selects scenarios, e.g. `cargo test -p lxcri-integration --test e2e
+# -- --test-threads=1 lxcri_containerd_2`. Last in `make test`, so that the run
+# ends on the e2e suite's own summary line.
 e2e: check-root
-	$(CARGO) test -p lxcri-integration -- --test-threads=1
+	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1
 
 # ctr run --rm wall time, shim RSS and ctr task exec round trip, lxcri vs runc, on containerd 2.x.
 bench: check-root
