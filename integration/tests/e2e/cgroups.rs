@@ -94,22 +94,14 @@ matrix!(oom_event_then_exit_137);
 
 /// A container over its memory limit: /tasks/oom, then /tasks/exit with 137.
 fn oom_event_then_exit_137(h: &mut Harness) -> Result<()> {
-    use std::process::Stdio;
-    let mut events = h.ctd.ctr_command(&["events"]);
-    let events = events
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
-    let run = h.run_rootfs(
-        "oom",
-        &["--memory-limit", "16777216"],
-        &["/bin/sh", "-c", hog],
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let text = crate::util::stop_background(events);
+    let (run, text) = crate::util::with_events(h, |h| {
+        h.run_rootfs(
+            "oom",
+            &["--memory-limit", "16777216"],
+            &["/bin/sh", "-c", hog],
+        )
+    })?;
     let run = run?;
     ensure!(run.code == 137, "want 137 from the OOM kill: {run}");
     let topics: Vec<&str> = text

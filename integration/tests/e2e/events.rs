@@ -1,27 +1,17 @@
 //! Issue point 5: `ctr events` shows create, start, exit, delete in order.
 
 use crate::matrix;
-use crate::util::{expect, stop_background};
+use crate::util::{expect, with_events};
 use anyhow::{ensure, Context, Result};
 use lxcri_integration::Harness;
 use serde_json::Value;
-use std::process::Stdio;
-use std::thread;
-use std::time::Duration;
 
 matrix!(task_events_in_order);
 
 fn task_events_in_order(h: &mut Harness) -> Result<()> {
-    let mut events = h.ctd.ctr_command(&["events"]);
-    let events = events
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    thread::sleep(Duration::from_millis(500));
-    let run = h.run_rootfs("events", &[], &["/bin/sh", "-c", "exit 5"]);
-    thread::sleep(Duration::from_millis(500));
-    let text = stop_background(events);
+    let (run, text) = with_events(h, |h| {
+        h.run_rootfs("events", &[], &["/bin/sh", "-c", "exit 5"])
+    })?;
     expect(&run?, 5, "")?;
     check_events(&text, "lxe2e-events")
 }

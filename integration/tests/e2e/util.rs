@@ -78,3 +78,18 @@ pub fn stop_background(mut child: Child) -> String {
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or_default()
 }
+
+/// Runs `f` while `ctr events` listens (from half a second before to half a
+/// second after); returns `f`'s result and the events text.
+pub fn with_events<T>(h: &mut Harness, f: impl FnOnce(&mut Harness) -> T) -> Result<(T, String)> {
+    let mut events = h.ctd.ctr_command(&["events"]);
+    let events = events
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let result = f(h);
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((result, stop_background(events)))
+}
