@@ -38,6 +38,7 @@ install-bin: check-root build
 	install -D -m 0755 $(TARGET_DIR)/release/containerd-shim-lxcri-v2 $(PREFIX)/bin/containerd-shim-lxcri-v2
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-start $(LIBEXEC_DIR)/lxcri-start
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-attach $(LIBEXEC_DIR)/lxcri-attach
+	install -D -m 0755 $(TARGET_DIR)/release/lxcri-hook $(LIBEXEC_DIR)/lxcri-hook
 	install -D -m 0755 $(STATIC_INIT) $(LIBEXEC_DIR)/lxcri-init
 
 test: check-root lint unit install-bin e2e

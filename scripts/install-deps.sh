@@ -15,6 +15,8 @@ packages=(
 	libclang-dev
 	lxc
 	lxc-dev
+	# seccomp profiles are compiled with libseccomp (runtime-core)
+	libseccomp-dev
 	# end-to-end tests: containerd 1.6 (Debian), runc, a static busybox for the test rootfs
 	containerd
 	runc

@@ -7,6 +7,7 @@
 //! exits with init's exit status; whoever reaps it (the shim's reaper) gets the
 //! container's exit code. The runtime never waits for the helper itself.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,7 +18,10 @@ use std::process::{Command, Stdio as ProcStdio};
 use std::time::{Duration, Instant};
 
 use lxcri_libexec::channel::{wait_readable, Channel};
-use lxcri_libexec::proto::{InitMessage, RuntimeMessage, INIT_CHANNEL_FD};
+use lxcri_libexec::proto::{
+    HookResult, HookRun, HookSpec, InitHooks, InitMessage, RuntimeMessage, SeccompProgram,
+    INIT_CHANNEL_FD,
+};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +43,8 @@ pub struct RuntimeConfig {
     /// How long liblxc may take to bring the init to the barrier.
     pub create_timeout: Duration,
     pub start_timeout: Duration,
+    /// runc's `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 impl RuntimeConfig {
@@ -50,6 +56,7 @@ impl RuntimeConfig {
             layout: Layout::detect(),
             create_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(30),
+            no_new_keyring: false,
         }
     }
 
@@ -84,11 +91,33 @@ pub struct ContainerState {
     pub hierarchies: Vec<PathBuf>,
     /// cgroup dirs that did not exist before this container: removed at destroy.
     pub created_cgroup_dirs: Vec<PathBuf>,
+    /// The spec's annotations, for the OCI state.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The container's seccomp filter, also applied to execs (like runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProgram>,
+    /// poststart hooks, run after a successful start through `hook_helper`.
+    #[serde(default)]
+    pub poststart: Vec<HookSpec>,
+    /// poststop hooks, run by destroy through `hook_helper`.
+    #[serde(default)]
+    pub poststop: Vec<HookSpec>,
+    #[serde(default)]
+    pub hook_helper: PathBuf,
 }
 
 const STATE_FILE: &str = "state.json";
 
+/// The OCI spec version lxcri reports in its state.
+pub const OCI_VERSION: &str = "1.2.0";
+
 impl ContainerState {
+    /// The OCI state JSON (what hooks read on stdin and `state` prints).
+    pub fn oci_state(&self, status: &str, pid: i32) -> String {
+        oci_state_json(&self.id, status, pid, &self.bundle, &self.annotations)
+    }
+
     pub fn load(rundir: &Path) -> Result<ContainerState> {
         let p = rundir.join(STATE_FILE);
         let data = fs::read(&p).ctx("read", &p)?;
@@ -124,6 +153,70 @@ pub struct Container {
     init_pidfd: OwnedFd,
     /// The pty master of a process with a terminal, until taken.
     console: Option<OwnedFd>,
+}
+
+fn oci_state_json(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    let mut v = serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": id,
+        "status": status,
+        "bundle": bundle,
+        "annotations": annotations,
+    });
+    if pid > 0 {
+        v["pid"] = pid.into();
+    }
+    v.to_string()
+}
+
+/// Run one phase of hooks in the runtime's namespaces, through the `lxcri-hook`
+/// helper (never forked-and-waited here: a shim's reaper would take the exits).
+fn run_host_hooks(
+    helper: &Path,
+    phase: &str,
+    hooks: &[HookSpec],
+    state: &str,
+) -> std::result::Result<(), String> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let input = serde_json::to_vec(&HookRun {
+        phase: phase.to_string(),
+        hooks: hooks.to_vec(),
+        state: state.to_string(),
+    })
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(helper)
+        .env_clear()
+        .stdin(ProcStdio::piped())
+        .stdout(ProcStdio::piped())
+        .stderr(ProcStdio::inherit())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", helper.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, &input)
+            .map_err(|e| format!("write to {}: {e}", helper.display()))?;
+    }
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_end(&mut out)
+            .map_err(|e| format!("read from {}: {e}", helper.display()))?;
+    }
+    // In the shim the reaper may have collected it already (ECHILD): the result is
+    // what the helper wrote, not its exit status.
+    let _ = child.wait();
+    match serde_json::from_slice::<HookResult>(&out) {
+        Ok(HookResult { error: None }) => Ok(()),
+        Ok(HookResult { error: Some(e) }) => Err(e),
+        Err(_) => Err(format!("{phase} hooks: the hook helper died")),
+    }
 }
 
 /// containerd's id rule: letters and digits, with single `.`, `_` or `-` between.
@@ -314,7 +407,12 @@ impl Container {
             layout: cfg.layout,
             log_level: &cfg.log_level,
         };
-        let t = spec::translate(&spec, &ctx)?;
+        let mut t = spec::translate(&spec, &ctx)?;
+        spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;
+        if cfg.no_new_keyring {
+            t.lxc
+                .push("(runtime) no-new-keyring", "lxc.keyring.session", "0")?;
+        }
         let hierarchies = cgroup::hierarchies();
         if !cgroup::procs(&hierarchies, &t.cgroups.container).is_empty() {
             return Err(Error::Spec(crate::error::SpecError::new(
@@ -363,25 +461,63 @@ impl Container {
             id: id.to_string(),
             reason,
         };
-        let hello = rt_end
-            .recv_timeout::<InitMessage>(cfg.create_timeout)
-            .map_err(|e| {
-                fail(format!(
-                    "waiting for init: {e}; {}",
-                    log_tail(&partial.rundir)
-                ))
-            })?
-            .ok_or_else(|| {
-                fail(format!(
-                    "liblxc did not start the init: {}",
-                    log_tail(&partial.rundir)
-                ))
-            })?;
+        let recv = |what: &str| {
+            rt_end
+                .recv_timeout::<InitMessage>(cfg.create_timeout)
+                .map_err(|e| {
+                    fail(format!(
+                        "waiting for {what}: {e}; {}",
+                        log_tail(&partial.rundir)
+                    ))
+                })?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "liblxc did not start the init: {}",
+                        log_tail(&partial.rundir)
+                    ))
+                })
+        };
+        let annotations: BTreeMap<String, String> = spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let hook_helper = cfg.libexec_dir.join("lxcri-hook");
+        let mut hello = recv("init")?;
+        // With prestart/createRuntime/createContainer hooks, `lxcri-hook` runs as
+        // liblxc's mount hook (namespaces and mounts made, before pivot_root) and
+        // stops there: the runtime's hooks run now, then the container's.
+        let mut hook_pid = None;
+        if let InitMessage::HookPoint { pid } = hello.message {
+            hook_pid = Some(pid);
+            let creating = oci_state_json(id, "creating", pid, bundle, &annotations);
+            run_host_hooks(&hook_helper, "prestart", &t.hooks.prestart, &creating).map_err(fail)?;
+            run_host_hooks(
+                &hook_helper,
+                "createRuntime",
+                &t.hooks.create_runtime,
+                &creating,
+            )
+            .map_err(fail)?;
+            rt_end
+                .send(&RuntimeMessage::RunHooks {
+                    hooks: t.hooks.create_container.clone(),
+                    state: creating,
+                })
+                .map_err(|e| fail(format!("send hooks: {e}")))?;
+            match recv("createContainer hooks")?.message {
+                InitMessage::HooksDone => {}
+                InitMessage::Error { message } => return Err(fail(message)),
+                m => return Err(fail(format!("unexpected hook message {m:?}"))),
+            }
+            hello = recv("init")?;
+        }
         let init_pid = match (hello.message, hello.pid) {
-            (InitMessage::Hello, Some(pid)) if pid > 0 => pid,
+            (InitMessage::Hello, Some(pid)) if pid > 0 && hook_pid.unwrap_or(pid) == pid => pid,
             (m, pid) => {
                 return Err(fail(format!(
-                    "unexpected init message {m:?} from pid {pid:?}"
+                    "unexpected init message {m:?} from pid {pid:?} (hook pid {hook_pid:?})"
                 )))
             }
         };
@@ -397,9 +533,14 @@ impl Container {
                 .map_err(|source| Error::Sys { op: "dup", source })?,
         );
 
+        let mut init = t.init.clone();
+        init.hooks = InitHooks {
+            start_container: t.hooks.start_container.clone(),
+            start_state: oci_state_json(id, "created", init_pid, bundle, &annotations),
+        };
         rt_end
             .send(&RuntimeMessage::Setup {
-                spec: Box::new(t.init.clone()),
+                spec: Box::new(init),
             })
             .map_err(|e| fail(format!("send setup to init: {e}")))?;
         let console = match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
@@ -430,6 +571,11 @@ impl Container {
             monitor_cgroup: t.cgroups.monitor,
             hierarchies,
             created_cgroup_dirs: created,
+            annotations,
+            seccomp: t.init.process.seccomp.clone(),
+            poststart: t.hooks.poststart.clone(),
+            poststop: t.hooks.poststop.clone(),
+            hook_helper,
         };
         state.save()?;
         log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
@@ -455,7 +601,8 @@ impl Container {
         on_helper: &mut dyn FnMut(u32),
     ) -> Result<Exec> {
         let id = &self.state.id;
-        let spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        let mut spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        spec.seccomp = self.state.seccomp.clone();
         let (rt_end, helper_end) = Channel::pair().map_err(|source| Error::Sys {
             op: "socketpair",
             source,
@@ -556,6 +703,17 @@ impl Container {
             self.state.id,
             msg.is_empty()
         );
+        if msg.is_empty() {
+            let st = self.state.oci_state("running", self.state.init_pid);
+            if let Err(e) = run_host_hooks(
+                &self.state.hook_helper,
+                "poststart",
+                &self.state.poststart,
+                &st,
+            ) {
+                log::warn!("container id={}: {e}", self.state.id);
+            }
+        }
         Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
     }
 
@@ -660,6 +818,15 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
     let errors = cgroup::remove_dirs(&state.created_cgroup_dirs);
     for (d, e) in &errors {
         log::warn!("remove cgroup dir {}: {e}", d.display());
+    }
+    // The rundir goes after the hooks: a poststop hook may still look at the state.
+    if let Err(e) = run_host_hooks(
+        &state.hook_helper,
+        "poststop",
+        &state.poststop,
+        &state.oci_state("stopped", 0),
+    ) {
+        log::warn!("container id={}: {e}", state.id);
     }
     remove_rundir(&state.rundir)
 }
@@ -777,6 +944,11 @@ mod tests {
             monitor_cgroup: "lxcri.monitor/default/x".into(),
             hierarchies: vec!["/sys/fs/cgroup/memory".into()],
             created_cgroup_dirs: vec![],
+            annotations: [("a".to_string(), "b".to_string())].into(),
+            seccomp: None,
+            poststart: vec![],
+            poststop: vec![],
+            hook_helper: "/usr/local/libexec/lxcri/lxcri-hook".into(),
         };
         s.save().unwrap();
         assert_eq!(ContainerState::load(d.path()).unwrap(), s);

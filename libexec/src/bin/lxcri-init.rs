@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::exit;
 
 use lxcri_libexec::channel::Channel;
+use lxcri_libexec::hooks::run_hooks;
 use lxcri_libexec::process::SETUP_FAILED as INIT_FAILED;
 use lxcri_libexec::proto::{InitMessage, InitSpec, RuntimeMessage, INIT_CHANNEL_FD, INIT_EXE_FD};
 use nix::errno::Errno;
@@ -70,6 +71,11 @@ fn main() {
         Err(e) => fail(&format!("receive start: {e}")),
     };
     drop(ch);
+    let h = &spec.hooks;
+    if let Err(message) = run_hooks("startContainer", &h.start_container, &h.start_state, &[]) {
+        report(result_pipe, &message);
+        exit(INIT_FAILED)
+    }
     let (code, message) = lxcri_libexec::process::become_process(&spec.process);
     report(result_pipe, &message);
     exit(code)
