@@ -18,6 +18,7 @@ mod nerdctl;
 mod restart;
 mod runtime_selection;
 mod spec;
+mod spec_linux;
 mod terminal;
 mod util;
 

@@ -4,6 +4,7 @@
 //! config items, tested with golden outputs. A field lxcri cannot honour is an
 //! error naming the field, never silently ignored.
 
+pub mod devices;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
@@ -81,10 +82,6 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
         (
             "linux.gidMappings",
             l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "linux.devices",
-            l.devices().as_ref().is_some_and(|v| !v.is_empty()),
         ),
         ("linux.seccomp", l.seccomp().is_some()),
         (
@@ -182,7 +179,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             "a proc mount at /proc is required (lxcri starts its init through /proc/self/fd)",
         ));
     }
-    mounts::translate(spec, ctx.bundle, &mut lxc)?;
+    mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
     sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
     let mut init = InitSpec {
@@ -199,6 +196,8 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             l.readonly_paths().as_deref().unwrap_or_default(),
         )?;
     }
+    init.devices = devices::translate(spec)?;
+    init.rootfs_propagation = root::propagation(spec)?;
     init.readonly_rootfs = spec
         .root()
         .as_ref()

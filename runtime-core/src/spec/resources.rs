@@ -22,20 +22,21 @@ pub struct Cgroups {
 }
 
 /// The devices every container may use, as runc allows them (after the spec's own
-/// rules): mknod of any device, and the standard character devices.
-const DEFAULT_ALLOWED_DEVICES: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",    // /dev/null
-    "c 1:5 rwm",    // /dev/zero
-    "c 1:7 rwm",    // /dev/full
-    "c 1:8 rwm",    // /dev/random
-    "c 1:9 rwm",    // /dev/urandom
-    "c 5:0 rwm",    // /dev/tty
-    "c 5:1 rwm",    // /dev/console
-    "c 5:2 rwm",    // /dev/ptmx
-    "c 136:* rwm",  // /dev/pts/*
-    "c 10:200 rwm", // /dev/net/tun
+/// rules): mknod of any device, and the standard character devices. A rule with a
+/// path is dropped when `linux.devices` has a node at that path (runc: the spec's
+/// device takes priority).
+const DEFAULT_ALLOWED_DEVICES: &[(&str, Option<&str>)] = &[
+    ("c *:* m", None),
+    ("b *:* m", None),
+    ("c 1:3 rwm", Some("/dev/null")),
+    ("c 1:8 rwm", Some("/dev/random")),
+    ("c 1:7 rwm", Some("/dev/full")),
+    ("c 5:0 rwm", Some("/dev/tty")),
+    ("c 1:5 rwm", Some("/dev/zero")),
+    ("c 1:9 rwm", Some("/dev/urandom")),
+    ("c 136:* rwm", None), // /dev/pts/*
+    ("c 5:2 rwm", None),   // /dev/ptmx
+    ("c 10:200 rwm", None), // /dev/net/tun
 ];
 
 struct Emitter<'a> {
@@ -96,15 +97,40 @@ fn device_rule(field: &str, d: &LinuxDeviceCgroup) -> Result<String, SpecError> 
     ))
 }
 
-fn devices(e: &mut Emitter, rules: &[LinuxDeviceCgroup]) -> Result<(), SpecError> {
+fn devices(
+    e: &mut Emitter,
+    rules: &[LinuxDeviceCgroup],
+    node_paths: &[&Path],
+) -> Result<(), SpecError> {
     let (allow_key, deny_key) = ("devices.allow", "devices.deny");
+    // Default deny, like runc (its device emulator starts from deny-all): without
+    // it, a v1 cgroup starts with "a *:* rwm" allowed and the allow rules below
+    // would restrict nothing. containerd's specs start with this rule already.
+    let starts_with_deny_all = rules.first().is_some_and(|d| {
+        !d.allow()
+            && matches!(d.typ(), None | Some(LinuxDeviceType::A))
+            && d.major().is_none_or(|n| n < 0)
+            && d.minor().is_none_or(|n| n < 0)
+            && d.access().as_deref().is_none_or(|a| a == "rwm")
+    });
+    if !starts_with_deny_all {
+        e.set(
+            "linux.resources.devices",
+            Some(deny_key),
+            Some(deny_key),
+            "a *:* rwm".into(),
+        )?;
+    }
     for (i, d) in rules.iter().enumerate() {
         let field = format!("linux.resources.devices[{i}]");
         let rule = device_rule(&field, d)?;
         let key = if d.allow() { allow_key } else { deny_key };
         e.set(&field, Some(key), Some(key), rule)?;
     }
-    for rule in DEFAULT_ALLOWED_DEVICES {
+    for (rule, path) in DEFAULT_ALLOWED_DEVICES {
+        if path.is_some_and(|p| node_paths.contains(&Path::new(p))) {
+            continue;
+        }
         e.set(
             "linux.resources.devices",
             Some(allow_key),
@@ -123,8 +149,12 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
 }
 
-fn resources(e: &mut Emitter, r: &LinuxResources) -> Result<(), SpecError> {
-    devices(e, r.devices().as_deref().unwrap_or_default())?;
+fn resources(
+    e: &mut Emitter,
+    r: &LinuxResources,
+    node_paths: &[&Path],
+) -> Result<(), SpecError> {
+    devices(e, r.devices().as_deref().unwrap_or_default(), node_paths)?;
     if let Some(m) = r.memory() {
         if let Some(l) = m.limit() {
             let v2 = if l < 0 {
@@ -283,6 +313,7 @@ pub fn limits(r: &LinuxResources, layout: Layout) -> Result<Vec<(String, String)
             layout,
         },
         r,
+        &[],
     )?;
     let prefix = layout.key_prefix();
     Ok(lxc
@@ -322,9 +353,15 @@ pub fn translate(
         path_str(&cgroup::pivot_path(&monitor)),
     )?;
     let mut e = Emitter { lxc, layout };
+    let node_paths: Vec<&Path> = linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|d| d.path().as_path())
+        .collect();
     match linux.and_then(|l| l.resources().as_ref()) {
-        Some(r) => resources(&mut e, r)?,
-        None => devices(&mut e, &[])?,
+        Some(r) => resources(&mut e, r, &node_paths)?,
+        None => devices(&mut e, &[], &node_paths)?,
     }
     let pivot = cgroup::pivot_path(&monitor);
     Ok(Cgroups {
@@ -360,7 +397,7 @@ mod tests {
     fn defaults(prefix: &str) -> String {
         DEFAULT_ALLOWED_DEVICES
             .iter()
-            .map(|r| format!("{prefix}devices.allow = {r}\n"))
+            .map(|(r, _)| format!("{prefix}devices.allow = {r}\n"))
             .collect()
     }
 
@@ -422,6 +459,31 @@ lxc.cgroup2.pids.max = 100
         assert!(l.contains(&("pids.max".into(), "max".into())));
         let l = limits(&r, Layout::V2).unwrap();
         assert!(l.contains(&("memory.max".into(), "1048576".into())));
+    }
+
+    #[test]
+    fn devices_default_deny_and_spec_nodes_override_defaults() {
+        // No device rules at all: deny-all first, then runc's allow list.
+        let mut lxc = LxcConfig::new();
+        translate(&spec(serde_json::json!({})), "t1", Layout::V1, &mut lxc).unwrap();
+        let rules: Vec<&str> = lxc.get_all("lxc.cgroup.devices.deny").collect();
+        assert_eq!(rules, vec!["a *:* rwm"]);
+        assert_eq!(lxc.items()[4].0, "lxc.cgroup.devices.deny");
+        // A spec node at /dev/null replaces the default /dev/null rule (runc).
+        let s = spec(serde_json::json!({
+            "devices": [{"path": "/dev/null", "type": "c", "major": 1, "minor": 7}],
+            "resources": {"devices": [{"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]}
+        }));
+        let mut lxc = LxcConfig::new();
+        translate(&s, "t1", Layout::V1, &mut lxc).unwrap();
+        let allow: Vec<&str> = lxc.get_all("lxc.cgroup.devices.allow").collect();
+        assert_eq!(allow[0], "c 10:229 rw");
+        assert!(!allow.contains(&"c 1:3 rwm"), "{allow:?}");
+        assert!(allow.contains(&"c 1:5 rwm"), "{allow:?}");
+        assert_eq!(
+            lxc.get_all("lxc.cgroup.devices.deny").collect::<Vec<_>>(),
+            vec!["a *:* rwm"]
+        );
     }
 
     #[test]
