@@ -27,7 +27,12 @@ fn device_path(field: &str, p: &Path) -> Result<String, SpecError> {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(_) => depth += 1,
-            _ => return Err(SpecError::new(field, format!("{s:?} must not contain '..'"))),
+            _ => {
+                return Err(SpecError::new(
+                    field,
+                    format!("{s:?} must not contain '..'"),
+                ))
+            }
         }
     }
     if depth == 0 {
@@ -63,9 +68,8 @@ pub fn translate(spec: &Spec) -> Result<Vec<DeviceNode>, SpecError> {
             }
         };
         let number = |name: &str, n: i64| {
-            u64::try_from(n).map_err(|_| {
-                SpecError::new(format!("{field}.{name}"), format!("{n} is negative"))
-            })
+            u64::try_from(n)
+                .map_err(|_| SpecError::new(format!("{field}.{name}"), format!("{n} is negative")))
         };
         let (major, minor) = match kind {
             // A fifo has no device number (runc ignores it too).

@@ -62,7 +62,13 @@ const FLAG_OPTIONS: &[&str] = &[
 
 /// liblxc finds its own mount options by substring anywhere in the options
 /// (`strstr`): such text in a spec option would change what liblxc does.
-const LXC_OPTION_MARKERS: &[&str] = &["create=dir", "create=file", "optional", "relative", "idmap="];
+const LXC_OPTION_MARKERS: &[&str] = &[
+    "create=dir",
+    "create=file",
+    "optional",
+    "relative",
+    "idmap=",
+];
 
 /// Escape one fstab field.
 fn escape(field: &str, v: &str) -> Result<String, SpecError> {
@@ -159,9 +165,8 @@ pub fn resolve_in_root(
         if links > MAX_LINKS {
             return Err(SpecError::new(field, "too many levels of symbolic links"));
         }
-        let target = std::fs::read_link(rootfs.join(&candidate)).map_err(|e| {
-            SpecError::new(field, format!("{}: {e}", candidate.display()))
-        })?;
+        let target = std::fs::read_link(rootfs.join(&candidate))
+            .map_err(|e| SpecError::new(field, format!("{}: {e}", candidate.display())))?;
         if target.is_absolute() {
             resolved = PathBuf::new();
         }
@@ -275,7 +280,13 @@ pub fn translate(
             for (j, o) in raw_options.iter().enumerate() {
                 if !matches!(
                     o.as_str(),
-                    "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "relatime" | "rprivate" | "private"
+                    "ro" | "rw"
+                        | "nosuid"
+                        | "nodev"
+                        | "noexec"
+                        | "relatime"
+                        | "rprivate"
+                        | "private"
                 ) {
                     return Err(SpecError::new(
                         format!("{field}.options[{j}]"),
@@ -489,7 +500,8 @@ lxc.pty.max = 0
     #[test]
     fn symlinked_destinations_stay_in_the_rootfs() {
         let (b, r) = bundle();
-        let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, r.join(name)).unwrap();
+        let link =
+            |target: &str, name: &str| std::os::unix::fs::symlink(target, r.join(name)).unwrap();
         std::fs::create_dir_all(r.join("real/dir")).unwrap();
         link("/real", "abs"); // absolute: restarts at the rootfs
         link("../../../../real", "up"); // .. stops at the rootfs
@@ -511,7 +523,10 @@ lxc.pty.max = 0
             .get_all("lxc.mount.entry")
             .map(|e| e.split(' ').nth(1).unwrap().to_string())
             .collect();
-        assert_eq!(dests, ["real/dir", "real/x", "etc/passwd", "run", "run/link/y"]);
+        assert_eq!(
+            dests,
+            ["real/dir", "real/x", "etc/passwd", "run", "run/link/y"]
+        );
         let s = spec(serde_json::json!([{"destination": "/loop1/x", "type": "tmpfs"}]));
         let e = translate(&s, b.path(), &r, &mut LxcConfig::new()).unwrap_err();
         assert_eq!(e.field, "mounts[0].destination");
