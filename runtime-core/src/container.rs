@@ -313,6 +313,7 @@ impl Container {
             rundir: &partial.rundir,
             layout: cfg.layout,
             log_level: &cfg.log_level,
+            host: spec::HostFeatures::detect(),
         };
         let t = spec::translate(&spec, &ctx)?;
         let hierarchies = cgroup::hierarchies();

@@ -10,6 +10,7 @@ pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod root;
+pub mod security;
 pub mod sysctl;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::cgroup::Layout;
 use crate::error::SpecError;
 use crate::lxcconf::LxcConfig;
 pub use resources::Cgroups;
+pub use security::HostFeatures;
 
 /// What the translation needs besides the spec.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct Context<'a> {
     pub layout: Layout,
     /// liblxc log level (e.g. "WARN", "DEBUG").
     pub log_level: &'a str,
+    /// The LSMs and features of the host (for the fields that need them).
+    pub host: HostFeatures,
 }
 
 /// The result of translating a spec.
@@ -84,13 +88,7 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
             l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
         ),
         ("linux.seccomp", l.seccomp().is_some()),
-        (
-            "linux.mountLabel",
-            l.mount_label().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        ("linux.intelRdt", l.intel_rdt().is_some()),
         ("linux.memoryPolicy", l.memory_policy().is_some()),
-        ("linux.personality", l.personality().is_some()),
         (
             "linux.timeOffsets",
             l.time_offsets().as_ref().is_some_and(|v| !v.is_empty()),
@@ -152,6 +150,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     let log = ctx.rundir.join("lxc.log");
     lxc.push("(runtime)", "lxc.log.file", log.to_string_lossy())?;
     lxc.push("(runtime)", "lxc.log.level", ctx.log_level)?;
+    security::translate(spec, ctx.host, &mut lxc)?;
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
     namespaces::translate(spec, &mut lxc)?;
     // The static init, exec'd from the sealed memfd the start helper provides.
@@ -232,6 +231,7 @@ mod tests {
             rundir: Path::new("/run/lxcri/default/t1"),
             layout: Layout::V1,
             log_level: "WARN",
+            host: HostFeatures::default(),
         };
         let t = translate(&spec, &ctx).unwrap();
         let want = CTR_LXC.replace("@ROOTFS@", &rootfs.to_string_lossy());
@@ -252,6 +252,7 @@ mod tests {
             rundir: Path::new("/run/x"),
             layout: Layout::V1,
             log_level: "WARN",
+            host: HostFeatures::default(),
         };
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "ociVersion");
         let s: Spec = serde_json::from_value(serde_json::json!({
@@ -259,6 +260,11 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.intelRdt");
+        let s: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"netDevices": {"eth1": {}}}
+        }))
+        .unwrap();
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.netDevices");
         let s: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "root": {"path": "/"}, "hooks": {"prestart": [{"path": "/bin/true"}]}
         }))

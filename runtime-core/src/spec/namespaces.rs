@@ -111,8 +111,15 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         }
         lxc.push("hostname", "lxc.uts.name", h.as_str())?;
     }
-    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(SpecError::unsupported("domainname"));
+    if let Some(d) = spec.domainname().as_ref().filter(|d| !d.is_empty()) {
+        if !new.uts {
+            return Err(SpecError::new(
+                "domainname",
+                "setting the domain name requires a new UTS namespace",
+            ));
+        }
+        // liblxc has no key for it: the UTS namespace's sysctl, set before the init.
+        lxc.push("domainname", "lxc.sysctl.kernel.domainname", d.as_str())?;
     }
     Ok(new)
 }
@@ -132,7 +139,7 @@ mod tests {
     #[test]
     fn containerd_default_namespaces() {
         let s = spec(serde_json::json!({
-            "hostname": "box",
+            "hostname": "box", "domainname": "example.org",
             "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
                                      {"type": "mount"}, {"type": "network"}]}
         }));
@@ -141,7 +148,8 @@ mod tests {
         assert!(new.net && new.uts && !new.cgroup);
         assert_eq!(
             lxc.render(),
-            "lxc.namespace.clone = pid ipc uts mnt net\nlxc.net.0.type = empty\nlxc.uts.name = box\n"
+            "lxc.namespace.clone = pid ipc uts mnt net\nlxc.net.0.type = empty\nlxc.uts.name = box\n\
+             lxc.sysctl.kernel.domainname = example.org\n"
         );
     }
 
@@ -172,6 +180,17 @@ mod tests {
         assert_eq!(
             translate(&s, &mut LxcConfig::new()).unwrap_err().field,
             "hostname"
+        );
+    }
+
+    #[test]
+    fn domainname_needs_uts() {
+        let s = spec(serde_json::json!({
+            "domainname": "example.org", "linux": {"namespaces": [{"type": "mount"}]}
+        }));
+        assert_eq!(
+            translate(&s, &mut LxcConfig::new()).unwrap_err().field,
+            "domainname"
         );
     }
 
