@@ -90,10 +90,6 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
         ("linux.seccomp", l.seccomp().is_some()),
         ("linux.memoryPolicy", l.memory_policy().is_some()),
         (
-            "linux.timeOffsets",
-            l.time_offsets().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
             "linux.netDevices",
             l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
         ),

@@ -27,12 +27,7 @@ fn lxc_name(t: LinuxNamespaceType) -> Result<&'static str, SpecError> {
                 "user namespaces are not supported yet",
             ))
         }
-        LinuxNamespaceType::Time => {
-            return Err(SpecError::new(
-                "linux.namespaces",
-                "time namespaces are not supported yet",
-            ))
-        }
+        LinuxNamespaceType::Time => "time",
     })
 }
 
@@ -63,10 +58,10 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
             let field = format!("linux.namespaces[{i}].path");
             let p = path.to_string_lossy().into_owned();
             check_value(&field, &p)?;
-            if name == "mnt" {
+            if name == "mnt" || name == "time" {
                 return Err(SpecError::new(
                     field,
-                    "joining a mount namespace is not supported",
+                    format!("joining a {name} namespace is not supported"),
                 ));
             }
             if !path.is_absolute() || std::fs::symlink_metadata(path).is_err() {
@@ -102,6 +97,7 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         // brings up (as runc does).
         lxc.push("linux.namespaces", "lxc.net.0.type", "empty")?;
     }
+    time_offsets(spec, names.contains(&"time"), lxc)?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         if !new.uts {
             return Err(SpecError::new(
@@ -122,6 +118,55 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         lxc.push("domainname", "lxc.sysctl.kernel.domainname", d.as_str())?;
     }
     Ok(new)
+}
+
+/// `linux.timeOffsets` (`monotonic`, `boottime`) → `lxc.time.offset.*`. liblxc
+/// takes one unit per clock (seconds, or nanoseconds below one second), so an
+/// offset with both parts cannot be expressed.
+fn time_offsets(spec: &Spec, new_time_ns: bool, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+        .filter(|o| !o.is_empty())
+    else {
+        return Ok(());
+    };
+    if !new_time_ns {
+        return Err(SpecError::new(
+            "linux.timeOffsets",
+            "needs a new time namespace in linux.namespaces",
+        ));
+    }
+    let mut clocks: Vec<&String> = offsets.keys().collect();
+    clocks.sort();
+    for clock in clocks {
+        let field = format!("linux.timeOffsets.{clock}");
+        let key = match clock.as_str() {
+            "monotonic" => "lxc.time.offset.monotonic",
+            "boottime" => "lxc.time.offset.boot",
+            _ => {
+                return Err(SpecError::new(
+                    field,
+                    "is not a clock with a time namespace offset (monotonic, boottime)",
+                ))
+            }
+        };
+        let o = &offsets[clock];
+        let (secs, nanos) = (o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0));
+        let value =
+            match (secs, nanos) {
+                (0, 0) => continue,
+                (s, 0) => format!("{s}s"),
+                (0, n) if n < 1_000_000_000 => format!("{n}ns"),
+                _ => return Err(SpecError::new(
+                    field,
+                    "liblxc takes seconds or nanoseconds (below one second) per clock, not both",
+                )),
+            };
+        lxc.push(&field, key, value)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -170,6 +215,50 @@ mod tests {
              lxc.namespace.share.uts = /proc/self/ns/uts\n\
              lxc.namespace.share.net = /proc/self/ns/net\n"
         );
+    }
+
+    #[test]
+    fn golden_time_namespace_offsets() {
+        let s = spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "time"}],
+            "timeOffsets": {"monotonic": {"secs": 86400}, "boottime": {"nanosecs": 500}}
+        }}));
+        let mut lxc = LxcConfig::new();
+        translate(&s, &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "lxc.namespace.clone = mnt time\n\
+             lxc.time.offset.boot = 500ns\n\
+             lxc.time.offset.monotonic = 86400s\n"
+        );
+        let cases = [
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}], "timeOffsets": {"monotonic": {"secs": 1}}}),
+                "linux.timeOffsets",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time"}],
+                                   "timeOffsets": {"monotonic": {"secs": 1, "nanosecs": 1}}}),
+                "linux.timeOffsets.monotonic",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time"}],
+                                   "timeOffsets": {"realtime": {"secs": 1}}}),
+                "linux.timeOffsets.realtime",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time", "path": "/proc/self/ns/time"}]}),
+                "linux.namespaces[1].path",
+            ),
+        ];
+        for (linux, field) in cases {
+            let e = translate(
+                &spec(serde_json::json!({ "linux": linux })),
+                &mut LxcConfig::new(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
     }
 
     #[test]
