@@ -19,6 +19,8 @@ mod restart;
 mod runtime_selection;
 mod spec;
 mod spec_linux;
+mod spec_mounts;
+mod spec_resources;
 mod terminal;
 mod util;
 

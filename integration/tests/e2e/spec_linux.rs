@@ -2,12 +2,23 @@
 //! inside the container, with runc as the reference.
 
 use crate::matrix;
-use crate::util::{default_spec, expect, run_spec};
-use anyhow::{ensure, Result};
-use lxcri_integration::Harness;
-use serde_json::json;
+use crate::util::{default_spec, expect, run_spec, run_spec_runtime};
+use anyhow::{ensure, Context, Result};
+use lxcri_integration::{Harness, Runtime};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
 
-matrix!(devices_created, device_cgroup, rootfs_propagation,);
+matrix!(
+    devices_created,
+    device_cgroup,
+    rootfs_propagation,
+    domainname,
+    personality_linux32,
+    time_namespace_offsets,
+    lsm_and_rdt_refused_on_this_host,
+    no_host_fd_or_runtime_internals,
+);
 
 /// `linux.devices`: the node exists with the spec's type, numbers, mode and
 /// owner; the default cgroup rules allow /dev/null's numbers.
@@ -68,4 +79,166 @@ fn rootfs_propagation(h: &mut Harness) -> Result<()> {
     let out = run_spec(h, &id, &spec)?.ok()?;
     ensure!(out.stdout.contains(" shared:"), "/ is not shared: {out}");
     Ok(())
+}
+
+/// `domainname` in a new UTS namespace.
+fn domainname(h: &mut Harness) -> Result<()> {
+    let id = h.id("domain");
+    let mut spec = default_spec(h, &id, &["/bin/cat", "/proc/sys/kernel/domainname"])?;
+    spec["domainname"] = json!("lxe2e.example");
+    expect(&run_spec(h, &id, &spec)?, 0, "lxe2e.example\n")
+}
+
+/// `linux.personality` LINUX32: uname reports a 32-bit machine.
+fn personality_linux32(h: &mut Harness) -> Result<()> {
+    let id = h.id("persona");
+    let mut spec = default_spec(h, &id, &["/bin/uname", "-m"])?;
+    spec["linux"]["personality"] = json!({"domain": "LINUX32"});
+    expect(&run_spec(h, &id, &spec)?, 0, "i686\n")
+}
+
+/// A time namespace with a boottime offset of 10 days: the container's uptime
+/// is at least that, the host's much less (a test machine).
+fn time_namespace_offsets(h: &mut Harness) -> Result<()> {
+    let id = h.id("timens");
+    let mut spec = default_spec(h, &id, &["/bin/cat", "/proc/uptime"])?;
+    push_namespace(&mut spec, "time")?;
+    spec["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000}});
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    let inside: f64 = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("uptime")?;
+    let host: f64 = std::fs::read_to_string("/proc/uptime")?
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("host uptime")?;
+    ensure!(
+        inside >= host + 864000.0 - 60.0,
+        "uptime {inside} inside, {host} on the host"
+    );
+    Ok(())
+}
+
+fn push_namespace(spec: &mut Value, typ: &str) -> Result<()> {
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .context("namespaces")?
+        .push(json!({ "type": typ }));
+    Ok(())
+}
+
+/// This host has neither AppArmor, SELinux nor resctrl: a profile, a label or
+/// intelRdt make create fail (runc too), lxcri naming the field.
+fn lsm_and_rdt_refused_on_this_host(h: &mut Harness) -> Result<()> {
+    ensure!(
+        !Path::new("/sys/module/apparmor/parameters/enabled").exists()
+            && !Path::new("/sys/fs/selinux").exists(),
+        "this scenario expects a host without AppArmor and SELinux"
+    );
+    let cases: [(&str, &[&str], Value, &str); 3] = [
+        (
+            "aa",
+            &["process", "apparmorProfile"],
+            json!("docker-default"),
+            "process.apparmorProfile",
+        ),
+        (
+            "selinux",
+            &["process", "selinuxLabel"],
+            json!("system_u:system_r:container_t:s0"),
+            "process.selinuxLabel",
+        ),
+        (
+            "rdt",
+            &["linux", "intelRdt"],
+            json!({"closID": "lxe2e"}),
+            "linux.intelRdt",
+        ),
+    ];
+    for (name, path, value, field) in cases {
+        let id = h.id(name);
+        let mut spec = default_spec(h, &id, &["/bin/true"])?;
+        spec[path[0]][path[1]] = value;
+        let out = run_spec(h, &id, &spec)?;
+        ensure!(out.code != 0, "{field} accepted: {out}");
+        if h.runtime == Runtime::Lxcri {
+            ensure!(out.stderr.contains(field), "{field} not named: {out}");
+        }
+        let _ = h.ctr(&["container", "rm", &id]);
+    }
+    // "unconfined" is fine.
+    let id = h.id("unconfined");
+    let mut spec = default_spec(h, &id, &["/bin/true"])?;
+    spec["process"]["apparmorProfile"] = json!("unconfined");
+    expect(&run_spec(h, &id, &spec)?, 0, "")
+}
+
+/// The container's init holds exactly the fds runc's does (its stdio), its
+/// environment is the spec's, nothing of the runtime is mounted, and the only
+/// paths a run leaves in the rootfs are mount points (as with runc).
+fn no_host_fd_or_runtime_internals(h: &mut Harness) -> Result<()> {
+    let before = tree(Path::new(&h.rootfs()))?;
+    let script = "ls /proc/1/fd; echo ---; cat /proc/1/environ | tr '\\0' '\\n'; echo ---; \
+                  grep -c -e lxcri -e /run/containerd /proc/self/mountinfo; ls -a / | tr '\\n' ' '";
+    let id = h.id("internals");
+    let spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    let ours = run_spec(h, &id, &spec)?;
+    let ref_id = h.id("internals-runc");
+    let spec_ref = default_spec(h, &ref_id, &["/bin/sh", "-c", script])?;
+    let runc = run_spec_runtime(h, Runtime::Runc.name(), &ref_id, &spec_ref)?;
+    ensure!(
+        ours.stdout == runc.stdout,
+        "differs from runc:\n{ours}\nrunc:\n{runc}"
+    );
+    ensure!(ours.stdout.starts_with("0\n1\n2\n---\n"), "{ours}");
+    ensure!(
+        ours.stdout.contains("---\n0\n"),
+        "runtime mounts visible: {ours}"
+    );
+    let after = tree(Path::new(&h.rootfs()))?;
+    let mount_points: BTreeSet<String> = spec["mounts"]
+        .as_array()
+        .context("mounts")?
+        .iter()
+        .filter_map(|m| m["destination"].as_str())
+        .flat_map(|d| {
+            // A mount point and its missing parents.
+            let mut v = Vec::new();
+            let mut p = Path::new(d);
+            while p != Path::new("/") {
+                v.push(p.display().to_string());
+                p = p.parent().unwrap_or(Path::new("/"));
+            }
+            v
+        })
+        .collect();
+    let left: Vec<&String> = after
+        .difference(&before)
+        .filter(|p| !mount_points.contains(*p))
+        .collect();
+    ensure!(left.is_empty(), "left in the rootfs: {left:?}");
+    Ok(())
+}
+
+/// Every path under `root` (as "/a/b"), not following links.
+fn tree(root: &Path) -> Result<BTreeSet<String>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            let rel = format!("/{}", p.strip_prefix(root)?.display());
+            out.insert(rel);
+            if e.file_type()?.is_dir() {
+                walk(root, &p, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out)?;
+    Ok(out)
 }
