@@ -18,6 +18,7 @@ matrix!(
     time_namespace_offsets,
     lsm_and_rdt_refused_on_this_host,
     no_host_fd_or_runtime_internals,
+    user_namespace,
 );
 
 /// `linux.devices`: the node exists with the spec's type, numbers, mode and
@@ -241,4 +242,30 @@ fn tree(root: &Path) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     walk(root, root, &mut out)?;
     Ok(out)
+}
+
+/// A new user namespace with uid/gid mappings: root in the container is host
+/// uid 100000.
+fn user_namespace(h: &mut Harness) -> Result<()> {
+    let id = h.id("userns");
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo x > /tmp/userns-probe && stat -c %u /tmp/userns-probe";
+    let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    push_namespace(&mut spec, "user")?;
+    spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let out = run_spec(h, &id, &spec)?;
+    let probe = Path::new(&h.rootfs()).join("tmp/userns-probe");
+    let host_owner = std::fs::metadata(&probe).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let _ = std::fs::remove_file(&probe);
+    let out = out.ok()?;
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    ensure!(
+        words == ["0", "100000", "65536", "0", "100000", "65536", "0", "0"],
+        "{out}"
+    );
+    ensure!(
+        host_owner.ok() == Some(100000),
+        "file owned by {host_owner:?} on the host"
+    );
+    Ok(())
 }

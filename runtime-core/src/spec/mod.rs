@@ -79,14 +79,6 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
         return Ok(());
     };
     let set = [
-        (
-            "linux.uidMappings",
-            l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "linux.gidMappings",
-            l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
         ("linux.seccomp", l.seccomp().is_some()),
         ("linux.memoryPolicy", l.memory_policy().is_some()),
         (

@@ -21,12 +21,7 @@ fn lxc_name(t: LinuxNamespaceType) -> Result<&'static str, SpecError> {
         LinuxNamespaceType::Ipc => "ipc",
         LinuxNamespaceType::Uts => "uts",
         LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::User => {
-            return Err(SpecError::new(
-                "linux.namespaces",
-                "user namespaces are not supported yet",
-            ))
-        }
+        LinuxNamespaceType::User => "user",
         LinuxNamespaceType::Time => "time",
     })
 }
@@ -58,7 +53,7 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
             let field = format!("linux.namespaces[{i}].path");
             let p = path.to_string_lossy().into_owned();
             check_value(&field, &p)?;
-            if name == "mnt" || name == "time" {
+            if name == "mnt" || name == "time" || name == "user" {
                 return Err(SpecError::new(
                     field,
                     format!("joining a {name} namespace is not supported"),
@@ -97,6 +92,7 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         // brings up (as runc does).
         lxc.push("linux.namespaces", "lxc.net.0.type", "empty")?;
     }
+    id_mappings(spec, names.contains(&"user"), lxc)?;
     time_offsets(spec, names.contains(&"time"), lxc)?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         if !new.uts {
@@ -118,6 +114,55 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         lxc.push("domainname", "lxc.sysctl.kernel.domainname", d.as_str())?;
     }
     Ok(new)
+}
+
+/// `linux.uidMappings`/`gidMappings` → `lxc.idmap = u|g <container> <host> <size>`
+/// (liblxc writes the maps of the new user namespace). A new user namespace
+/// needs both; mappings without one are an error.
+fn id_mappings(spec: &Spec, new_user_ns: bool, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+    let linux = spec.linux().as_ref();
+    let uids = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gids = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    if !new_user_ns {
+        if !uids.is_empty() || !gids.is_empty() {
+            let f = if uids.is_empty() {
+                "linux.gidMappings"
+            } else {
+                "linux.uidMappings"
+            };
+            return Err(SpecError::new(
+                f,
+                "needs a new user namespace in linux.namespaces",
+            ));
+        }
+        return Ok(());
+    }
+    for (field, kind, maps) in [
+        ("linux.uidMappings", "u", &uids),
+        ("linux.gidMappings", "g", &gids),
+    ] {
+        if maps.is_empty() {
+            return Err(SpecError::new(field, "a new user namespace needs mappings"));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(SpecError::new(
+                    format!("{field}[{i}].size"),
+                    "must not be 0",
+                ));
+            }
+            lxc.push(
+                &format!("{field}[{i}]"),
+                "lxc.idmap",
+                format!("{kind} {} {} {}", m.container_id(), m.host_id(), m.size()),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `linux.timeOffsets` (`monotonic`, `boottime`) → `lxc.time.offset.*`. liblxc
@@ -262,6 +307,49 @@ mod tests {
     }
 
     #[test]
+    fn golden_user_namespace_mappings() {
+        let s = spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "user"}],
+            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1000},
+                            {"containerID": 1000, "hostID": 200000, "size": 1}]
+        }}));
+        let mut lxc = LxcConfig::new();
+        translate(&s, &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "lxc.namespace.clone = mnt user\n\
+             lxc.idmap = u 0 100000 65536\n\
+             lxc.idmap = g 0 100000 1000\n\
+             lxc.idmap = g 1000 200000 1\n"
+        );
+        let cases = [
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "user"}],
+                                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+                "linux.gidMappings",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}],
+                                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+                "linux.uidMappings",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}]}),
+                "linux.namespaces[1].path",
+            ),
+        ];
+        for (linux, field) in cases {
+            let e = translate(
+                &spec(serde_json::json!({ "linux": linux })),
+                &mut LxcConfig::new(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
     fn hostname_needs_uts() {
         let s = spec(serde_json::json!({
             "hostname": "box", "linux": {"namespaces": [{"type": "mount"}]}
@@ -300,7 +388,10 @@ mod tests {
         let s = spec(
             serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}),
         );
-        assert!(translate(&s, &mut LxcConfig::new()).is_err());
+        assert_eq!(
+            translate(&s, &mut LxcConfig::new()).unwrap_err().field,
+            "linux.uidMappings"
+        );
         let s = spec(serde_json::json!({"linux": {"namespaces": [
             {"type": "mount"}, {"type": "network", "path": "/proc/self/ns/nope"}]}}));
         assert_eq!(
