@@ -255,7 +255,9 @@ fn user_namespace(h: &mut Harness) -> Result<()> {
     spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     let out = run_spec(h, &id, &spec)?;
     let probe = Path::new(&h.rootfs()).join("tmp/userns-probe");
-    let host_owner = std::fs::metadata(&probe).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let host_owner = std::fs::metadata(&probe)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m));
     let _ = std::fs::remove_file(&probe);
     let out = out.ok()?;
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
