@@ -266,7 +266,7 @@ fn user_namespace(h: &mut Harness) -> Result<()> {
         "{out}"
     );
     ensure!(
-        host_owner.ok() == Some(100000),
+        host_owner == Some(100000),
         "file owned by {host_owner:?} on the host"
     );
     Ok(())
