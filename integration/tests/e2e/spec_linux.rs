@@ -19,6 +19,8 @@ matrix!(
     lsm_and_rdt_refused_on_this_host,
     no_host_fd_or_runtime_internals,
     user_namespace,
+    sysctl_namespaced,
+    masked_and_readonly_paths,
 );
 
 /// `linux.devices`: the node exists with the spec's type, numbers, mode and
@@ -270,4 +272,26 @@ fn user_namespace(h: &mut Harness) -> Result<()> {
         "file owned by {host_owner:?} on the host"
     );
     Ok(())
+}
+
+/// `linux.sysctl`: a net key (own network namespace) and an IPC key.
+fn sysctl_namespaced(h: &mut Harness) -> Result<()> {
+    let id = h.id("sysctl");
+    let script = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni";
+    let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    spec["linux"]["sysctl"] = json!({
+        "net.ipv4.ip_unprivileged_port_start": "42", "kernel.shmmni": "1234"
+    });
+    expect(&run_spec(h, &id, &spec)?, 0, "42\n1234\n")
+}
+
+/// `linux.maskedPaths` (a file and a directory, /proc/irq) and `linux.readonlyPaths`.
+fn masked_and_readonly_paths(h: &mut Harness) -> Result<()> {
+    let id = h.id("masked");
+    let script = "wc -c < /proc/kcore; ls /proc/irq | wc -l; \
+                  echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo read-only";
+    let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    spec["linux"]["maskedPaths"] = json!(["/proc/kcore", "/proc/irq"]);
+    spec["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    expect(&run_spec(h, &id, &spec)?, 0, "0\n0\nread-only\n")
 }

@@ -13,6 +13,7 @@ matrix!(
     cpu_extras,
     blkio_throttle,
     unified_refused_on_v1,
+    pids_and_cpuset,
 );
 
 /// A spec that runs `script` in its own cgroup namespace, with the cgroup
@@ -123,4 +124,16 @@ fn unified_refused_on_v1(h: &mut Harness) -> Result<()> {
     }
     let _ = h.ctr(&["container", "rm", &id]);
     Ok(())
+}
+
+/// pids.limit and cpu.cpus/mems.
+fn pids_and_cpuset(h: &mut Harness) -> Result<()> {
+    let id = h.id("pidsx");
+    let script = "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpuset/cpuset.cpus \
+                  /sys/fs/cgroup/cpuset/cpuset.mems";
+    let mut spec = cgroup_spec(h, &id, script)?;
+    spec["linux"]["resources"]["pids"] = json!({"limit": 42});
+    spec["linux"]["resources"]["cpu"] = json!({"cpus": "0", "mems": "0"});
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    check_lines(&out.stdout, &["42", "0", "0"])
 }
