@@ -251,6 +251,9 @@ fn tree(root: &Path) -> Result<BTreeSet<String>> {
 fn user_namespace(h: &mut Harness) -> Result<()> {
     let id = h.id("userns");
     let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo x > /tmp/userns-probe && stat -c %u /tmp/userns-probe";
+    // The image belongs to the mapped root, as a remapping snapshotter makes it
+    // (the runtime creates mount points in it as that user).
+    chown_tree(Path::new(&h.rootfs()), 100000)?;
     let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
     push_namespace(&mut spec, "user")?;
     spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
@@ -294,4 +297,14 @@ fn masked_and_readonly_paths(h: &mut Harness) -> Result<()> {
     spec["linux"]["maskedPaths"] = json!(["/proc/kcore", "/proc/irq"]);
     spec["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
     expect(&run_spec(h, &id, &spec)?, 0, "0\n0\nread-only\n")
+}
+
+fn chown_tree(root: &Path, id: u32) -> Result<()> {
+    std::os::unix::fs::lchown(root, Some(id), Some(id))?;
+    for p in tree(root)? {
+        let p = root.join(p.trim_start_matches('/'));
+        std::os::unix::fs::lchown(&p, Some(id), Some(id))
+            .with_context(|| format!("chown {}", p.display()))?;
+    }
+    Ok(())
 }
