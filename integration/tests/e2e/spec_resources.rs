@@ -2,8 +2,8 @@
 //! container through its own cgroup (a cgroup namespace and a cgroup mount), with
 //! runc as the reference. This host is cgroup v1 (hybrid): the v1 files.
 
-use crate::matrix;
 use crate::util::{default_spec, run_spec};
+use crate::{matrix, matrix_lxcri};
 use anyhow::{ensure, Context, Result};
 use lxcri_integration::Harness;
 use serde_json::{json, Value};
@@ -15,6 +15,9 @@ matrix!(
     unified_refused_on_v1,
     pids_and_cpuset,
 );
+
+// runc 1.1.5 ignores memory.kernelTCP, cpu.burst and cpu.idle.
+matrix_lxcri!(memory_kernel_tcp, cpu_burst_and_idle);
 
 /// A spec that runs `script` in its own cgroup namespace, with the cgroup
 /// hierarchies mounted at /sys/fs/cgroup.
@@ -40,19 +43,19 @@ fn check_lines(out: &str, want: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// swap (memsw), swappiness, disableOOMKiller, kernelTCP, reservation.
+/// swap (memsw), swappiness, disableOOMKiller, reservation.
 fn memory_extras(h: &mut Harness) -> Result<()> {
     let id = h.id("memx");
     let m = "/sys/fs/cgroup/memory";
     let script = format!(
         "cat {m}/memory.limit_in_bytes {m}/memory.memsw.limit_in_bytes {m}/memory.swappiness \
-         {m}/memory.soft_limit_in_bytes {m}/memory.kmem.tcp.limit_in_bytes; \
+         {m}/memory.soft_limit_in_bytes; \
          grep oom_kill_disable {m}/memory.oom_control"
     );
     let mut spec = cgroup_spec(h, &id, &script)?;
     spec["linux"]["resources"]["memory"] = json!({
         "limit": 67108864, "swap": 134217728, "swappiness": 7,
-        "reservation": 33554432, "kernelTCP": 8388608, "disableOOMKiller": true
+        "reservation": 33554432, "disableOOMKiller": true
     });
     let out = run_spec(h, &id, &spec)?.ok()?;
     check_lines(
@@ -62,31 +65,47 @@ fn memory_extras(h: &mut Harness) -> Result<()> {
             "134217728",
             "7",
             "33554432",
-            "8388608",
             "oom_kill_disable 1",
         ],
     )
 }
 
-/// cpu burst, idle, realtime period (a runtime needs a budget in every parent,
-/// which a test host's /default does not have), shares, quota, period.
+/// shares, quota, period and realtime period (a realtime runtime needs a budget
+/// in every parent cgroup, which a test host's /default does not have).
 fn cpu_extras(h: &mut Harness) -> Result<()> {
     let id = h.id("cpux");
     let c = "/sys/fs/cgroup/cpu";
     let script = format!(
-        "cat {c}/cpu.shares {c}/cpu.cfs_quota_us {c}/cpu.cfs_period_us {c}/cpu.cfs_burst_us \
-         {c}/cpu.idle {c}/cpu.rt_period_us"
+        "cat {c}/cpu.shares {c}/cpu.cfs_quota_us {c}/cpu.cfs_period_us {c}/cpu.rt_period_us"
     );
     let mut spec = cgroup_spec(h, &id, &script)?;
     spec["linux"]["resources"]["cpu"] = json!({
-        "shares": 256, "quota": 30000, "period": 60000, "burst": 5000,
-        "idle": 1, "realtimePeriod": 500000
+        "shares": 256, "quota": 30000, "period": 60000, "realtimePeriod": 500000
     });
     let out = run_spec(h, &id, &spec)?.ok()?;
-    check_lines(
-        &out.stdout,
-        &["256", "30000", "60000", "5000", "1", "500000"],
-    )
+    check_lines(&out.stdout, &["256", "30000", "60000", "500000"])
+}
+
+/// cpu burst and idle; an idle group's shares read as the kernel's idle weight (3).
+fn cpu_burst_and_idle(h: &mut Harness) -> Result<()> {
+    let id = h.id("cpuidle");
+    let c = "/sys/fs/cgroup/cpu";
+    let script = format!("cat {c}/cpu.cfs_burst_us {c}/cpu.idle {c}/cpu.shares");
+    let mut spec = cgroup_spec(h, &id, &script)?;
+    spec["linux"]["resources"]["cpu"] =
+        json!({"quota": 30000, "period": 60000, "burst": 5000, "idle": 1});
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    check_lines(&out.stdout, &["5000", "1", "3"])
+}
+
+/// memory.kernelTCP.
+fn memory_kernel_tcp(h: &mut Harness) -> Result<()> {
+    let id = h.id("kmemtcp");
+    let script = "cat /sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes";
+    let mut spec = cgroup_spec(h, &id, script)?;
+    spec["linux"]["resources"]["memory"] = json!({"kernelTCP": 8388608});
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    check_lines(&out.stdout, &["8388608"])
 }
 
 /// blkio throttles on the host's first virtio disk.

@@ -209,6 +209,7 @@ fn options(
     target_in_rootfs: &Path,
 ) -> Result<Vec<String>, SpecError> {
     let mut out: Vec<String> = Vec::new();
+    let mut copyup = false;
     for (j, o) in options.iter().enumerate() {
         let f = format!("{field}.options[{j}]");
         check_value(&f, o)?;
@@ -231,7 +232,10 @@ fn options(
                     "tmpcopyup over a non-empty directory of the image is not supported",
                 ));
             }
-            // Nothing to copy up: the option is a no-op (and the kernel refuses it).
+            // Nothing to copy up; what runc's copy-up still carries over is the
+            // directory's mode and owner (0755 root for a missing one, which runc
+            // creates so).
+            copyup = true;
             continue;
         }
         if !o.contains('=') && !FLAG_OPTIONS.contains(&o.as_str()) {
@@ -241,6 +245,19 @@ fn options(
             ));
         }
         out.push(o.clone());
+    }
+    if copyup {
+        use std::os::unix::fs::MetadataExt;
+        let (mode, uid, gid) = match std::fs::metadata(target_in_rootfs) {
+            Ok(md) => (md.mode() & 0o7777, md.uid(), md.gid()),
+            Err(_) => (0o755, 0, 0),
+        };
+        out.retain(|o| !o.starts_with("mode=") && !o.starts_with("uid=") && !o.starts_with("gid="));
+        out.push(format!("mode={mode:o}"));
+        if uid != 0 || gid != 0 {
+            out.push(format!("uid={uid}"));
+            out.push(format!("gid={gid}"));
+        }
     }
     Ok(out)
 }
@@ -471,12 +488,17 @@ lxc.pty.max = 1024
     fn golden_flags_propagation_tmpfs_and_order() {
         let (b, r) = bundle();
         std::fs::create_dir(r.join("empty")).unwrap();
+        std::fs::set_permissions(
+            r.join("empty"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
         let s = spec(serde_json::json!([
             {"destination": "/b1", "type": "bind", "source": "/tmp", "options": ["rbind", "ro", "nosuid", "nodev", "noexec", "rshared"]},
             {"destination": "/b2", "type": "bind", "source": "/tmp", "options": ["bind", "slave"]},
             {"destination": "/b3", "type": "bind", "source": "/tmp", "options": ["rbind", "rprivate"]},
             {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=0700", "rprivate"]},
-            {"destination": "/empty", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid"]},
+            {"destination": "/empty", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid", "mode=1777"]},
             {"destination": "/t/sub", "type": "tmpfs", "source": "tmpfs"},
             {"destination": "/o", "type": "overlay", "source": "overlay", "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}
         ]));
@@ -489,7 +511,7 @@ lxc.mount.entry = /tmp b1 none rbind,ro,nosuid,nodev,noexec,rshared,create=dir 0
 lxc.mount.entry = /tmp b2 none bind,slave,create=dir 0 0
 lxc.mount.entry = /tmp b3 none rbind,rprivate,create=dir 0 0
 lxc.mount.entry = tmpfs t tmpfs size=1m,mode=0700,rprivate,create=dir 0 0
-lxc.mount.entry = tmpfs empty tmpfs nosuid,create=dir 0 0
+lxc.mount.entry = tmpfs empty tmpfs nosuid,mode=711,create=dir 0 0
 lxc.mount.entry = tmpfs t/sub tmpfs create=dir 0 0
 lxc.mount.entry = overlay o overlay lowerdir=/a:/b,upperdir=/u,workdir=/w,create=dir 0 0
 lxc.pty.max = 0
