@@ -121,6 +121,38 @@ pub struct InitSpec {
     pub readonly_rootfs: bool,
     #[serde(default)]
     pub hooks: InitHooks,
+    /// `linux.devices`: nodes to create (mknod) before Start.
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
+    /// `linux.rootfsPropagation`: mount(2) propagation flags (MS_SHARED etc., with
+    /// MS_REC for the r-forms) applied to / after pivot_root, as runc does.
+    #[serde(default)]
+    pub rootfs_propagation: Option<u64>,
+}
+
+/// The type of a device node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// One device node of `linux.devices`, as runc creates it: mknod with the file
+/// mode (0666 unless the spec says otherwise), then chown to uid/gid. An existing
+/// node at the path is left alone (like runc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: String,
+    pub kind: DeviceKind,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits (no file type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Capability numbers (as in linux/capability.h) of each set.

@@ -406,6 +406,7 @@ impl Container {
             rundir: &partial.rundir,
             layout: cfg.layout,
             log_level: &cfg.log_level,
+            host: spec::HostFeatures::detect(),
         };
         let mut t = spec::translate(&spec, &ctx)?;
         spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;

@@ -21,6 +21,9 @@ mod restart;
 mod runtime_selection;
 mod seccomp;
 mod spec;
+mod spec_linux;
+mod spec_mounts;
+mod spec_resources;
 mod terminal;
 mod util;
 
@@ -66,6 +69,30 @@ macro_rules! matrix_v2 {
             #[test]
             fn runc_containerd_2() {
                 run_scenario(Version::V2, Runtime::Runc, super::$scenario);
+            }
+
+            #[test]
+            fn lxcri_containerd_2() {
+                run_scenario(Version::V2, Runtime::Lxcri, super::$scenario);
+            }
+        }
+    )*};
+}
+
+/// lxcri only, on containerd 1.6 and 2.x: spec fields the reference runc of
+/// this host (Debian's 1.1.5) does not honour, so it cannot be the reference:
+/// it ignores `domainname`, `linux.personality`, `linux.timeOffsets` and time
+/// namespaces, cpu burst/idle and memory kernelTCP, and applies
+/// `rootfsPropagation` differently (each scenario says which).
+#[macro_export]
+macro_rules! matrix_lxcri {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use lxcri_integration::{run_scenario, Runtime, Version};
+
+            #[test]
+            fn lxcri_containerd_1_6() {
+                run_scenario(Version::V1_6, Runtime::Lxcri, super::$scenario);
             }
 
             #[test]
