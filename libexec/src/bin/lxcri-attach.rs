@@ -33,9 +33,9 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
         return Err("usage: lxcri-attach NAME LXCPATH LOG".into());
     };
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let process = match ch.recv::<RuntimeMessage>() {
+    let (process, detach) = match ch.recv::<RuntimeMessage>() {
         Ok(Some(r)) => match r.message {
-            RuntimeMessage::Exec { process } => *process,
+            RuntimeMessage::Exec { process, detach } => (*process, detach),
             m => return Err(format!("unexpected message {m:?}")),
         },
         Ok(None) => return Err("the runtime closed the channel".into()),
@@ -93,6 +93,10 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
         _ => ch.send(&reply),
     };
     drop(console);
+    if detach {
+        // The process is reparented to our caller's subreaper, which reaps it.
+        return Ok(0);
+    }
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),

@@ -1,0 +1,61 @@
+//! Per-container lock: commands on the same container run one after another.
+//!
+//! `flock` on `<root>/.<id>.lock`, beside the runtime dir (which `create` makes
+//! itself and `delete` removes). `delete` removes the lock file while holding it;
+//! a waiter that then gets the lock on the removed file notices (the path no
+//! longer names the file it locked) and locks again.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+
+pub struct Lock {
+    path: PathBuf,
+    _file: Flock<File>,
+}
+
+pub fn path(root: &Path, id: &str) -> PathBuf {
+    root.join(format!(".{id}.lock"))
+}
+
+impl Lock {
+    /// Block until the lock of container `id` is ours.
+    pub fn acquire(root: &Path, id: &str) -> Result<Lock> {
+        std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+        let path = path(root, id);
+        loop {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("open lock {}", path.display()))?;
+            let locked = Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("lock {}", path.display()))?;
+            let held = locked.metadata().context("stat lock")?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    return Ok(Lock {
+                        path,
+                        _file: locked,
+                    })
+                }
+                // Removed (or replaced) by a delete while we waited: lock anew.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Remove the lock file (by `delete`), still holding the lock until drop.
+    pub fn remove(&self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            log::warn!("remove {}: {e}", self.path.display());
+        }
+    }
+}
