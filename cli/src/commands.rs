@@ -66,10 +66,13 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Events(a) => events(cli, a).map(|_| 0),
         Command::List(a) => list(cli, a.format, a.quiet).map(|_| 0),
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&crate::features::features())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::features::features())?
+            );
             Ok(0)
         }
-        Command::Spec(a) => crate::spec::write_default(&a.bundle, a.rootless).map(|_| 0),
+        Command::Spec(a) => crate::spec::write_default(&a.bundle).map(|_| 0),
     }
 }
 
@@ -261,11 +264,13 @@ fn finish_create(
 
 /// The state a crashed create leaves to `delete --force`: the cgroup dirs it
 /// will make (computed as runtime-core does), no pids.
-fn pending_state(cfg: &RuntimeConfig, id: &str, bundle: &Path, spec: &Spec) -> Result<ContainerState> {
-    let cgroups_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone());
+fn pending_state(
+    cfg: &RuntimeConfig,
+    id: &str,
+    bundle: &Path,
+    spec: &Spec,
+) -> Result<ContainerState> {
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let container = cgroup::container_path(cgroups_path.as_deref(), id)?;
     let monitor = cgroup::monitor_path(&container);
     let hierarchies = cgroup::hierarchies();
@@ -365,7 +370,9 @@ fn kill(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
         c.kill_all(sig)?;
     } else {
         c.kill(sig).map_err(|e| match e {
-            runtime_core::Error::Sys { source, .. } if source.raw_os_error() == Some(libc::ESRCH) => {
+            runtime_core::Error::Sys { source, .. }
+                if source.raw_os_error() == Some(libc::ESRCH) =>
+            {
                 anyhow!(NOT_RUNNING)
             }
             e => anyhow!(e),
@@ -424,7 +431,8 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
 /// kill whatever runs in the container's and the monitor's cgroups, remove the
 /// cgroup dirs the create made and the runtime dir.
 fn delete_partial(pending_file: &Path) -> Result<()> {
-    let data = fs::read(pending_file).with_context(|| format!("read {}", pending_file.display()))?;
+    let data =
+        fs::read(pending_file).with_context(|| format!("read {}", pending_file.display()))?;
     let st: ContainerState = serde_json::from_slice(&data)
         .with_context(|| format!("parse {}", pending_file.display()))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -476,7 +484,11 @@ fn ps(cli: &Cli, a: &crate::PsArgs) -> Result<()> {
         .output()
         .context("run ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
@@ -487,7 +499,10 @@ fn ps(cli: &Cli, a: &crate::PsArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("ps output has no PID column"))?;
     println!("{header}");
     for l in lines {
-        let pid = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        let pid = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{l}");
         }
@@ -584,10 +599,7 @@ fn events(cli: &Cli, a: &crate::EventsArgs) -> Result<()> {
             let f = find(cli, &a.id)?;
             if a.stats {
                 live(&f)?;
-            } else if !matches!(
-                f.status,
-                Status::Created | Status::Running | Status::Paused
-            ) {
+            } else if !matches!(f.status, Status::Created | Status::Running | Status::Paused) {
                 return Ok(());
             }
             let st = state_of(&f)?;
@@ -682,7 +694,11 @@ fn exec_process(a: &crate::ExecArgs, meta: &Meta) -> Result<Process> {
     if !a.env.is_empty() {
         let mut env: Vec<String> = v["env"]
             .as_array()
-            .map(|e| e.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|e| {
+                e.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         env.extend(a.env.iter().cloned());
         v["env"] = serde_json::json!(env);
@@ -706,7 +722,11 @@ fn exec_process(a: &crate::ExecArgs, meta: &Meta) -> Result<Process> {
         for set in ["bounding", "effective", "permitted"] {
             let mut caps: Vec<String> = v["capabilities"][set]
                 .as_array()
-                .map(|e| e.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             for c in &a.cap {
                 if !caps.contains(c) {
@@ -734,7 +754,9 @@ fn exec(cli: &Cli, a: &crate::ExecArgs) -> Result<u8> {
     match f.status {
         Status::Running => {}
         Status::Paused if a.ignore_paused => {}
-        Status::Paused => bail!("cannot exec in a paused container (use --ignore-paused to override)"),
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
         Status::Created => bail!("cannot exec in a container that has not been started"),
         Status::Stopped | Status::Creating => bail!("cannot exec in a stopped container"),
     }
@@ -742,7 +764,9 @@ fn exec(cli: &Cli, a: &crate::ExecArgs) -> Result<u8> {
     let terminal = process.terminal().unwrap_or(false);
     match (terminal, &a.console_socket) {
         (true, None) => bail!("a terminal without --console-socket is not supported by lxcri"),
-        (false, Some(_)) => bail!("cannot use console socket if lxcri will not detach or allocate tty"),
+        (false, Some(_)) => {
+            bail!("cannot use console socket if lxcri will not detach or allocate tty")
+        }
         _ => {}
     }
     let c = live(&f)?;

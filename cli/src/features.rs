@@ -7,11 +7,44 @@ use serde_json::{json, Value};
 /// Mount options liblxc 5.0.2 parses (conf.c `mount_opt` and `propagation_opt`);
 /// anything else is passed to mount(2) as filesystem data.
 const MOUNT_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
-    "lazytime", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime",
-    "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount",
-    "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave",
-    "strictatime", "suid", "sync", "unbindable",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "iversion",
+    "lazytime",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
 ];
 
 pub fn features() -> Value {
@@ -57,6 +90,9 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("CAP_SYS_ADMIN")));
-        assert!(f["mountOptions"].as_array().unwrap().contains(&json!("rbind")));
+        assert!(f["mountOptions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rbind")));
     }
 }

@@ -36,10 +36,7 @@ pub fn format_line(format: LogFormat, level: log::Level, msg: &str, time: &str) 
             "time": time,
         })
         .to_string(),
-        LogFormat::Text => format!(
-            "time={time:?} level={} msg={msg:?}",
-            level_name(level)
-        ),
+        LogFormat::Text => format!("time={time:?} level={} msg={msg:?}", level_name(level)),
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Cli {
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
     /// runc's rootless mode: only "false" or "auto" (lxcri runs as root).
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long)]
@@ -286,12 +286,14 @@ pub struct SpecArgs {
     /// The bundle directory to write config.json into.
     #[arg(short = 'b', long, default_value = ".")]
     pub bundle: PathBuf,
-    /// Accepted for runc compatibility; only root containers are supported.
-    #[arg(long)]
-    pub rootless: bool,
 }
 
 fn main() -> ExitCode {
+    // Like runc and the C tools: a closed stdout (`lxcri list | head`) ends us
+    // quietly instead of a panic in print!.
+    // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli) {
         eprintln!("lxcri: {e:#}");

@@ -22,8 +22,8 @@ pub fn default_spec() -> Value {
             "capabilities": {
                 "bounding": caps,
                 "effective": caps,
-                "permitted": caps,
-                "ambient": caps
+                "permitted": caps
+
             },
             "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
             "noNewPrivileges": true
@@ -64,10 +64,7 @@ pub fn default_spec() -> Value {
 }
 
 /// Write `<bundle>/config.json`; refuses to overwrite one (as runc does).
-pub fn write_default(bundle: &Path, rootless: bool) -> Result<()> {
-    if rootless {
-        bail!("--rootless: lxcri only runs containers as root");
-    }
+pub fn write_default(bundle: &Path) -> Result<()> {
     let p = bundle.join("config.json");
     if p.exists() {
         bail!("File {} exists. Remove it first", p.display());

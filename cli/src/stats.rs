@@ -1,14 +1,16 @@
 //! `events --stats`: runc's stats event data (a subset: cpu, memory, pids), read
 //! from the container's cgroup files on a v1 or a v2 host.
 
-use std::collections::BTreeMap;
 use runtime_core::cgroup;
 use runtime_core::ContainerState;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 fn file(st: &ContainerState, name: &str) -> Option<String> {
     let p = cgroup::file(&st.hierarchies, &st.cgroup, name)?;
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn num(st: &ContainerState, name: &str) -> u64 {
@@ -35,7 +37,9 @@ fn flat_keyed(text: &str) -> BTreeMap<String, u64> {
 
 pub fn read(st: &ContainerState) -> Value {
     let v1 = cgroup::file(&st.hierarchies, &st.cgroup, "memory.usage_in_bytes").is_some();
-    let raw = file(st, "memory.stat").map(|t| flat_keyed(&t)).unwrap_or_default();
+    let raw = file(st, "memory.stat")
+        .map(|t| flat_keyed(&t))
+        .unwrap_or_default();
     let (cpu_total, memory) = if v1 {
         (
             num(st, "cpuacct.usage"),
@@ -51,7 +55,9 @@ pub fn read(st: &ContainerState) -> Value {
             }),
         )
     } else {
-        let cpu = file(st, "cpu.stat").map(|t| flat_keyed(&t)).unwrap_or_default();
+        let cpu = file(st, "cpu.stat")
+            .map(|t| flat_keyed(&t))
+            .unwrap_or_default();
         (
             cpu.get("usage_usec").copied().unwrap_or(0) * 1000,
             json!({

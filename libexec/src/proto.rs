@@ -124,6 +124,14 @@ pub enum RuntimeMessage {
         /// caller's subreaper (conmon, a shim), which then sees its exit status.
         #[serde(default)]
         detach: bool,
+        /// Without an LXC monitor (the CLI ends it at create), liblxc's attach
+        /// cannot work: the helper then joins the namespaces of this init (host
+        /// pid) through a pidfd and the cgroups whose `cgroup.procs` files are in
+        /// `cgroup_procs` itself.
+        #[serde(default)]
+        init_pid: Option<i32>,
+        #[serde(default)]
+        cgroup_procs: Vec<String>,
     },
     /// To a created init (the CLI, whose process ends after create): carries with
     /// `SCM_RIGHTS` a listening `SOCK_SEQPACKET` unix socket. The init clears its

@@ -124,6 +124,8 @@ pub struct Container {
     init_pidfd: OwnedFd,
     /// The pty master of a process with a terminal, until taken.
     console: Option<OwnedFd>,
+    /// The LXC monitor is gone (the CLI ends it): execs cannot use liblxc.
+    detached: bool,
 }
 
 /// containerd's id rule: letters and digits, with single `.`, `_` or `-` between.
@@ -441,6 +443,7 @@ impl Container {
             channel: Some(rt_end),
             init_pidfd,
             console,
+            detached: false,
         })
     }
 
@@ -502,6 +505,12 @@ impl Container {
             .send(&RuntimeMessage::Exec {
                 process: Box::new(spec),
                 detach,
+                init_pid: self.detached.then_some(self.state.init_pid),
+                cgroup_procs: if self.detached {
+                    cgroup::procs_files(&self.state.hierarchies, &self.state.cgroup)
+                } else {
+                    Vec::new()
+                },
             })
             .map_err(|e| fail(format!("send to the attach helper: {e}")))?;
         let reply = rt_end
@@ -798,7 +807,10 @@ impl Container {
         ch.send_with_fd(&RuntimeMessage::Detach, listener.as_fd())
             .map_err(|e| fail(format!("detach the init: {e}")))?;
         match ch.recv_timeout::<InitMessage>(timeout) {
-            Ok(Some(r)) if r.message == InitMessage::Detached => Ok(()),
+            Ok(Some(r)) if r.message == InitMessage::Detached => {
+                self.detached = true;
+                Ok(())
+            }
             Ok(Some(r)) => Err(fail(format!("detach the init: {:?}", r.message))),
             Ok(None) => Err(fail("the init exited while detaching".into())),
             Err(e) => Err(fail(format!("detach the init: {e}"))),
@@ -821,6 +833,7 @@ impl Container {
             channel: None,
             init_pidfd,
             console: None,
+            detached: true,
         })
     }
 }
