@@ -242,6 +242,11 @@ fn finish_create(
         started: false,
         process,
     };
+    if let Some(p) = &meta.process {
+        let args = p.args().clone().unwrap_or_default();
+        let env = p.env().clone().unwrap_or_default();
+        crate::lookup::check(c.init_pid(), &args, &env, &p.cwd().to_string_lossy())?;
+    }
     meta.save(&rundir)?;
     let cfg = runtime_config(cli);
     c.detach_init(cfg.create_timeout)?;

@@ -10,6 +10,7 @@ mod console;
 mod features;
 mod lock;
 mod logging;
+mod lookup;
 mod meta;
 mod signal;
 mod spec;

@@ -151,8 +151,31 @@ fn resources(e: &mut Emitter, r: &LinuxResources) -> Result<(), SpecError> {
                 l.to_string(),
             )?;
         }
+        if let Some(sw) = m.swap() {
+            // runc: v1 memory.memsw.limit_in_bytes is memory+swap (after the
+            // limit, which must not exceed it); v2 memory.swap.max is swap alone.
+            let v = match e.layout {
+                Layout::V1 => sw.to_string(),
+                Layout::V2 if sw < 0 => "max".to_string(),
+                Layout::V2 => match m.limit() {
+                    Some(l) if l >= 0 && sw >= l => (sw - l).to_string(),
+                    Some(l) if l >= 0 => {
+                        return Err(SpecError::new(
+                            "linux.resources.memory.swap",
+                            format!("{sw} is below the memory limit {l}"),
+                        ))
+                    }
+                    _ => sw.to_string(),
+                },
+            };
+            e.set(
+                "linux.resources.memory.swap",
+                Some("memory.memsw.limit_in_bytes"),
+                Some("memory.swap.max"),
+                v,
+            )?;
+        }
         let unsupported = [
-            ("swap", m.swap().is_some()),
             ("kernel", m.kernel().is_some()),
             ("kernelTCP", m.kernel_tcp().is_some()),
             ("swappiness", m.swappiness().is_some()),
@@ -436,8 +459,29 @@ lxc.cgroup2.pids.max = 100
         let s = spec(serde_json::json!({"resources": {"blockIO": {"weight": 10}}}));
         let e = translate(&s, "x", Layout::V1, &mut LxcConfig::new()).unwrap_err();
         assert_eq!(e.field, "linux.resources.blockIO");
-        let s = spec(serde_json::json!({"resources": {"memory": {"swap": 10}}}));
+        let s = spec(serde_json::json!({"resources": {"memory": {"swappiness": 10}}}));
         let e = translate(&s, "x", Layout::V1, &mut LxcConfig::new()).unwrap_err();
-        assert_eq!(e.field, "linux.resources.memory.swap");
+        assert_eq!(e.field, "linux.resources.memory.swappiness");
+    }
+
+    #[test]
+    fn memory_swap_as_runc() {
+        let s = spec(serde_json::json!({"resources": {"memory": {"limit": 100, "swap": 300}}}));
+        let mut c = LxcConfig::new();
+        translate(&s, "x", Layout::V1, &mut c).unwrap();
+        let r = c.render();
+        assert!(
+            r.contains("lxc.cgroup.memory.memsw.limit_in_bytes = 300"),
+            "{r}"
+        );
+        let mut c = LxcConfig::new();
+        translate(&s, "x", Layout::V2, &mut c).unwrap();
+        assert!(c.render().contains("lxc.cgroup2.memory.swap.max = 200"));
+        let s = spec(serde_json::json!({"resources": {"memory": {"limit": 100, "swap": -1}}}));
+        let mut c = LxcConfig::new();
+        translate(&s, "x", Layout::V2, &mut c).unwrap();
+        assert!(c.render().contains("lxc.cgroup2.memory.swap.max = max"));
+        let s = spec(serde_json::json!({"resources": {"memory": {"limit": 100, "swap": 50}}}));
+        assert!(translate(&s, "x", Layout::V2, &mut LxcConfig::new()).is_err());
     }
 }
