@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cgroups;
+mod cli;
 mod cri;
 mod events;
 mod exec;
