@@ -151,12 +151,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 fn kill_and_reap(pid: i32) {
     let pid = Pid::from_raw(pid);
     let _ = send_signal(pid, Signal::SIGKILL);
-    loop {
-        match waitpid(pid, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => break,
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) = waitpid(pid, None) {}
 }
 
 /// Create: the init waits at the barrier, reparented to our caller's subreaper.

@@ -126,7 +126,9 @@ impl CliEnv {
     /// Every container deleted; nothing left (processes, cgroups, mounts, the
     /// runtime root holds nothing).
     pub fn finish(self) -> Result<()> {
-        let r = self.snapshot.check_host(&self.ids, &[self.root.clone()]);
+        let r = self
+            .snapshot
+            .check_host(&self.ids, std::slice::from_ref(&self.root));
         if r.is_err() {
             for id in &self.ids {
                 let _ = self.lxcri(&["delete", "--force", id]);

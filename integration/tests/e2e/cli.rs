@@ -52,7 +52,10 @@ fn lifecycle() {
         ensure!(s["annotations"]["org.example/key"] == "value", "{s}");
         // The container's init itself is ours (the subreaper's) now: the monitor
         // is gone and the pid file names the real init.
-        ensure!(ppid(pid) == Some(std::process::id() as i32), "init reparented");
+        ensure!(
+            ppid(pid) == Some(std::process::id() as i32),
+            "init reparented"
+        );
         let out = env.lxcri(&["start", &id])?;
         ensure!(out.code == 0, "{out}");
         env.wait_status(&id, "running")?;
@@ -63,13 +66,24 @@ fn lifecycle() {
         let out = env.lxcri(&["delete", &id])?;
         ensure!(out.code != 0 && out.stderr.contains("not stopped"), "{out}");
         env.lxcri_ok(&["kill", &id])?;
-        ensure!(reaper.wait(pid, Duration::from_secs(10))? == 7, "exit status 7");
+        ensure!(
+            reaper.wait(pid, Duration::from_secs(10))? == 7,
+            "exit status 7"
+        );
         let s = env.wait_status(&id, "stopped")?;
         ensure!(s["pid"] == 0, "{s}");
         let out = env.lxcri(&["kill", &id, "KILL"])?;
-        ensure!(out.code == 1 && out.stderr.contains("container not running"), "{out}");
+        ensure!(
+            out.code == 1 && out.stderr.contains("container not running"),
+            "{out}"
+        );
         env.lxcri_ok(&["delete", &id])?;
-        for cmd in [&["state", &id][..], &["kill", &id], &["start", &id], &["delete", &id]] {
+        for cmd in [
+            &["state", &id][..],
+            &["kill", &id],
+            &["start", &id],
+            &["delete", &id],
+        ] {
             let out = env.lxcri(cmd)?;
             ensure!(
                 out.code == 1 && out.stderr.contains("container does not exist"),
@@ -91,11 +105,17 @@ fn errors_version_and_log() {
         let out = env.lxcri(&["create", "--nosuchflag", "x"])?;
         ensure!(out.code != 0 && out.stderr.contains("Usage"), "{out}");
         let out = env.lxcri(&["kill", "nope", "NOSIG"])?;
-        ensure!(out.code == 1 && out.stderr.contains("invalid signal"), "{out}");
+        ensure!(
+            out.code == 1 && out.stderr.contains("invalid signal"),
+            "{out}"
+        );
         let out = env.lxcri_ok(&["--version"])?;
         let first = out.stdout.lines().next().unwrap_or_default();
         ensure!(first.starts_with("lxcri version "), "{out}");
-        ensure!(out.stdout.contains("liblxc: 5.") && out.stdout.contains("spec: 1."), "{out}");
+        ensure!(
+            out.stdout.contains("liblxc: 5.") && out.stdout.contains("spec: 1."),
+            "{out}"
+        );
         let log = env.dir.path().join("log.json");
         let out = env.lxcri(&[
             "--log",
@@ -105,13 +125,19 @@ fn errors_version_and_log() {
             "kill",
             "nope",
         ])?;
-        ensure!(out.code == 1 && out.stderr.contains("container does not exist"), "{out}");
+        ensure!(
+            out.code == 1 && out.stderr.contains("container does not exist"),
+            "{out}"
+        );
         let text = fs::read_to_string(&log)?;
         let last: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
             .with_context(|| format!("JSON log line: {text}"))?;
         ensure!(last["level"] == "error", "{last}");
         ensure!(last["msg"] == "container does not exist", "{last}");
-        ensure!(last["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{last}");
+        ensure!(
+            last["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{last}"
+        );
         // CRI-O's and containerd's global flags are accepted.
         let out = env.lxcri(&["--systemd-cgroup", "--debug", "list", "-q"])?;
         ensure!(out.code == 0 && out.stdout.is_empty(), "{out}");
@@ -153,7 +179,10 @@ fn run_foreground_and_detached() {
         let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
         env.wait_status(&id, "running")?;
         env.lxcri_ok(&["delete", "-f", &id])?;
-        ensure!(reaper.wait(pid, Duration::from_secs(10))? == 137, "SIGKILLed");
+        ensure!(
+            reaper.wait(pid, Duration::from_secs(10))? == 137,
+            "SIGKILLed"
+        );
         drop(reaper);
         env.finish()
     })());
@@ -167,7 +196,12 @@ fn recv_fd(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: the kernel just installed this fd for us.
@@ -214,7 +248,10 @@ fn terminals_and_exec() {
         let sock = env.dir.path().join("console.sock");
         let listener = std::os::unix::net::UnixListener::bind(&sock)?;
         let out = env.lxcri(&["create", "-b", b.to_str().unwrap(), &id])?;
-        ensure!(out.code != 0 && out.stderr.contains("console socket"), "{out}");
+        ensure!(
+            out.code != 0 && out.stderr.contains("console socket"),
+            "{out}"
+        );
         env.lxcri_ok(&[
             "create",
             "-b",
@@ -226,16 +263,29 @@ fn terminals_and_exec() {
         let master = recv_fd(&listener)?;
         env.lxcri_ok(&["start", &id])?;
         let got = read_until(&master, "33 101")?;
-        ensure!(got.contains("/dev/pts/0") && got.contains("33 101"), "{got:?}");
+        ensure!(
+            got.contains("/dev/pts/0") && got.contains("33 101"),
+            "{got:?}"
+        );
 
         // exec --detach --pid-file: the process is ours (the subreaper's) and
         // carries its own exit status.
         let epid = env.dir.path().join("epid");
         env.lxcri_ok(&[
-            "exec", "-d", "--pid-file", epid.to_str().unwrap(), &id, "sh", "-c", "sleep 0.3; exit 9",
+            "exec",
+            "-d",
+            "--pid-file",
+            epid.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "sleep 0.3; exit 9",
         ])?;
         let pid: i32 = fs::read_to_string(&epid)?.trim().parse()?;
-        ensure!(reaper.wait(pid, Duration::from_secs(10))? == 9, "exec exit 9");
+        ensure!(
+            reaper.wait(pid, Duration::from_secs(10))? == 9,
+            "exec exit 9"
+        );
 
         // exec --process with a terminal over a console socket, cwd, env, user.
         let proc_file = env.dir.path().join("process.json");
@@ -251,31 +301,59 @@ fn terminals_and_exec() {
             }))?,
         )?;
         env.lxcri_ok(&[
-            "exec", "-d", "--pid-file", epid.to_str().unwrap(), "--console-socket",
-            sock.to_str().unwrap(), "--process", proc_file.to_str().unwrap(), &id,
+            "exec",
+            "-d",
+            "--pid-file",
+            epid.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--process",
+            proc_file.to_str().unwrap(),
+            &id,
         ])?;
         let m2 = recv_fd(&listener)?;
         let got = read_until(&m2, "bar")?;
         ensure!(
-            got.contains("12 34") && got.contains("uid=1000") && got.contains("2000")
-                && got.contains("/tmp") && got.contains("bar"),
+            got.contains("12 34")
+                && got.contains("uid=1000")
+                && got.contains("2000")
+                && got.contains("/tmp")
+                && got.contains("bar"),
             "{got:?}"
         );
         let pid: i32 = fs::read_to_string(&epid)?.trim().parse()?;
         ensure!(reaper.wait(pid, Duration::from_secs(10))? == 0);
         // Flags instead of a process file.
         let out = env.lxcri(&[
-            "exec", "--cwd", "/etc", "-e", "A=1", "-u", "1000:1000", "--additional-gids", "3000",
-            "--cap", "CAP_NET_RAW", "--no-new-privs", &id, "sh", "-c",
+            "exec",
+            "--cwd",
+            "/etc",
+            "-e",
+            "A=1",
+            "-u",
+            "1000:1000",
+            "--additional-gids",
+            "3000",
+            "--cap",
+            "CAP_NET_RAW",
+            "--no-new-privs",
+            &id,
+            "sh",
+            "-c",
             "pwd; echo $A; id; grep NoNewPrivs /proc/self/status",
         ])?;
         ensure!(
-            out.code == 0 && out.stdout.contains("/etc\n1\nuid=1000") && out.stdout.contains("3000")
+            out.code == 0
+                && out.stdout.contains("/etc\n1\nuid=1000")
+                && out.stdout.contains("3000")
                 && out.stdout.contains("NoNewPrivs:\t1"),
             "{out}"
         );
         let out = env.lxcri(&["exec", &id, "nosuch"])?;
-        ensure!(out.code != 0 && out.stderr.contains("executable file not found"), "{out}");
+        ensure!(
+            out.code != 0 && out.stderr.contains("executable file not found"),
+            "{out}"
+        );
         env.lxcri_ok(&["delete", "--force", &id])?;
         drop(reaper);
         env.finish()
@@ -290,7 +368,14 @@ fn pause_ps_events_update_kill_all() {
         let id = env.id("ops");
         let b = env.bundle("ops", &["sh", "-c", "sleep 100 & sleep 100 & wait"], |_| {})?;
         let pidfile = env.dir.path().join("pid");
-        env.lxcri_ok(&["create", "-b", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id])?;
+        env.lxcri_ok(&[
+            "create",
+            "-b",
+            b.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+        ])?;
         let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
         env.lxcri_ok(&["start", &id])?;
         env.wait_status(&id, "running")?;
@@ -313,16 +398,29 @@ fn pause_ps_events_update_kill_all() {
         };
         ensure!(pids.contains(&pid) && pids.len() == 3, "{pids:?}");
         let out = env.lxcri_ok(&["ps", &id])?;
-        ensure!(out.stdout.starts_with("UID") && out.stdout.matches("sleep 100").count() == 2, "{out}");
+        ensure!(
+            out.stdout.starts_with("UID") && out.stdout.matches("sleep 100").count() == 2,
+            "{out}"
+        );
 
         let out = env.lxcri_ok(&["events", "--stats", &id])?;
         let ev: Value = serde_json::from_str(&out.stdout)?;
         ensure!(ev["type"] == "stats" && ev["id"] == id.as_str(), "{ev}");
         ensure!(ev["data"]["pids"]["current"] == 3, "{ev}");
-        ensure!(ev["data"]["memory"]["usage"]["usage"].as_u64() > Some(0), "{ev}");
+        ensure!(
+            ev["data"]["memory"]["usage"]["usage"].as_u64() > Some(0),
+            "{ev}"
+        );
         // events without --stats streams until the container stops.
         let mut stream = std::process::Command::new(LXCRI)
-            .args(["--root", env.root.to_str().unwrap(), "events", "--interval", "100ms", &id])
+            .args([
+                "--root",
+                env.root.to_str().unwrap(),
+                "events",
+                "--interval",
+                "100ms",
+                &id,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()?;
 
@@ -330,8 +428,19 @@ fn pause_ps_events_update_kill_all() {
         let st: Value = serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json"))?)?;
         let cg = st["cgroup"].as_str().unwrap_or_default().to_string();
         let mut cmd = std::process::Command::new(LXCRI);
-        cmd.args(["--root", env.root.to_str().unwrap(), "update", "--resources", "-", &id]);
-        let out = lxcri_integration::cmd::run(&mut cmd, Some(br#"{"pids":{"limit":42}}"#), Duration::from_secs(30))?;
+        cmd.args([
+            "--root",
+            env.root.to_str().unwrap(),
+            "update",
+            "--resources",
+            "-",
+            &id,
+        ]);
+        let out = lxcri_integration::cmd::run(
+            &mut cmd,
+            Some(br#"{"pids":{"limit":42}}"#),
+            Duration::from_secs(30),
+        )?;
         ensure!(out.code == 0, "{out}");
         let pids_max = find_cgroup_file(&cg, "pids.max")?;
         ensure!(fs::read_to_string(&pids_max)?.trim() == "42");
@@ -346,10 +455,16 @@ fn pause_ps_events_update_kill_all() {
         ensure!(reaper.wait(pid, Duration::from_secs(10))? == 137);
         env.wait_status(&id, "stopped")?;
         let status = lxcri_integration::cmd::wait_timeout(&mut stream, Duration::from_secs(10));
-        ensure!(status == Some(0), "events ends with the container: {status:?}");
+        ensure!(
+            status == Some(0),
+            "events ends with the container: {status:?}"
+        );
         let mut lines = String::new();
         std::io::Read::read_to_string(&mut stream.stdout.take().unwrap(), &mut lines)?;
-        ensure!(lines.lines().count() >= 1 && lines.contains("\"stats\""), "{lines}");
+        ensure!(
+            lines.lines().count() >= 1 && lines.contains("\"stats\""),
+            "{lines}"
+        );
         env.lxcri_ok(&["delete", &id])?;
         drop(reaper);
         env.finish()
@@ -379,10 +494,18 @@ fn list_features_spec() {
         let out = env.lxcri_ok(&["list", "-q"])?;
         ensure!(out.stdout == format!("{a}\n{b}\n"), "{out}");
         let out = env.lxcri_ok(&["list"])?;
-        ensure!(out.stdout.starts_with("ID") && out.stdout.contains("created") && out.stdout.contains("running"), "{out}");
+        ensure!(
+            out.stdout.starts_with("ID")
+                && out.stdout.contains("created")
+                && out.stdout.contains("running"),
+            "{out}"
+        );
         let out = env.lxcri_ok(&["list", "--format", "json"])?;
         let v: Vec<Value> = serde_json::from_str(&out.stdout)?;
-        ensure!(v.len() == 2 && v[0]["status"] == "created" && v[1]["status"] == "running", "{out}");
+        ensure!(
+            v.len() == 2 && v[0]["status"] == "created" && v[1]["status"] == "running",
+            "{out}"
+        );
         let out = env.lxcri(&["create", "-b", bundle.to_str().unwrap(), &a])?;
         ensure!(out.code == 1 && out.stderr.contains("exists"), "{out}");
         env.lxcri_ok(&["delete", &a])?;
@@ -391,7 +514,12 @@ fn list_features_spec() {
         let out = env.lxcri_ok(&["features"])?;
         let f: Value = serde_json::from_str(&out.stdout)?;
         ensure!(f["ociVersionMin"] == "1.0.0", "{f}");
-        ensure!(f["linux"]["namespaces"].as_array().is_some_and(|n| n.contains(&"pid".into())), "{f}");
+        ensure!(
+            f["linux"]["namespaces"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"pid".into())),
+            "{f}"
+        );
         ensure!(f["linux"]["seccomp"]["enabled"] == false, "{f}");
         ensure!(f["linux"]["cgroup"]["v1"] == true, "{f}");
 
@@ -399,7 +527,10 @@ fn list_features_spec() {
         fs::create_dir(&sb)?;
         env.lxcri_ok(&["spec", "-b", sb.to_str().unwrap()])?;
         let spec: Value = serde_json::from_slice(&fs::read(sb.join("config.json"))?)?;
-        ensure!(spec["root"]["path"] == "rootfs" && spec["process"]["args"][0] == "sh", "{spec}");
+        ensure!(
+            spec["root"]["path"] == "rootfs" && spec["process"]["args"][0] == "sh",
+            "{spec}"
+        );
         let out = env.lxcri(&["spec", "-b", sb.to_str().unwrap()])?;
         ensure!(out.code == 1 && out.stderr.contains("exists"), "{out}");
         drop(reaper);
@@ -417,7 +548,14 @@ fn delete_force_half_created() {
         let b = env.bundle("half", &["sleep", "30"], |_| {})?;
         for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
             let mut child = std::process::Command::new(LXCRI)
-                .args(["--root", env.root.to_str().unwrap(), "create", "-b", b.to_str().unwrap(), &id])
+                .args([
+                    "--root",
+                    env.root.to_str().unwrap(),
+                    "create",
+                    "-b",
+                    b.to_str().unwrap(),
+                    &id,
+                ])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -428,7 +566,10 @@ fn delete_force_half_created() {
             let out = env.lxcri(&["delete", "--force", &id])?;
             ensure!(out.code == 0, "delay {delay_ms}ms: {out}");
             let out = env.lxcri(&["state", &id])?;
-            ensure!(out.stderr.contains("does not exist"), "delay {delay_ms}ms: {out}");
+            ensure!(
+                out.stderr.contains("does not exist"),
+                "delay {delay_ms}ms: {out}"
+            );
         }
         // A runtime dir with nothing in it (crash right after mkdir).
         fs::create_dir_all(env.root.join(&id))?;
@@ -448,8 +589,8 @@ fn lock_serialises() {
         let id = env.id("lock");
         fs::create_dir_all(&env.root)?;
         let f = fs::File::create(env.root.join(format!(".{id}.lock")))?;
-        let held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)?;
+        let held =
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)?;
         let mut child = std::process::Command::new(LXCRI)
             .args(["--root", env.root.to_str().unwrap(), "state", &id])
             .stderr(std::process::Stdio::piped())
@@ -458,7 +599,10 @@ fn lock_serialises() {
         ensure!(child.try_wait()?.is_none(), "state must wait for the lock");
         drop(held);
         let status = lxcri_integration::cmd::wait_timeout(&mut child, Duration::from_secs(10));
-        ensure!(status == Some(1), "then fails (no such container): {status:?}");
+        ensure!(
+            status == Some(1),
+            "then fails (no such container): {status:?}"
+        );
         let _ = fs::remove_file(env.root.join(format!(".{id}.lock")));
         let _ = Path::new("");
         env.finish()
