@@ -193,7 +193,18 @@ fn create(cli: &Cli, opts: &CreateOpts, id: &str, foreground: bool) -> Result<i3
         .with_context(|| format!("write {}", pending_file.display()))?;
 
     let mut monitor = 0u32;
-    let created = Container::create(&cfg, id, &bundle, stdio()?, &mut |pid| monitor = pid);
+    let created = Container::create(&cfg, id, &bundle, stdio()?, &mut |pid| {
+        monitor = pid;
+        // So that delete --force can end a monitor whose create crashed.
+        let mut p = pending.clone();
+        p.monitor_pid = pid as i32;
+        p.monitor_start_time = runtime_core::sys::start_time(pid as i32).unwrap_or(0);
+        if let Ok(data) = serde_json::to_vec(&p) {
+            if let Err(e) = fs::write(&pending_file, data) {
+                log::warn!("write {}: {e}", pending_file.display());
+            }
+        }
+    });
     let mut c = match created {
         Ok(c) => c,
         Err(e) => {
@@ -435,6 +446,14 @@ fn delete_partial(pending_file: &Path) -> Result<()> {
         fs::read(pending_file).with_context(|| format!("read {}", pending_file.display()))?;
     let st: ContainerState = serde_json::from_slice(&data)
         .with_context(|| format!("parse {}", pending_file.display()))?;
+    if runtime_core::sys::is_alive(st.monitor_pid, st.monitor_start_time) {
+        let _ = send_signal(Pid::from_raw(st.monitor_pid), Signal::SIGKILL);
+        runtime_core::sys::wait_dead(
+            st.monitor_pid,
+            st.monitor_start_time,
+            Duration::from_secs(5),
+        );
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let mut pids = cgroup::procs(&st.hierarchies, &st.monitor_cgroup);
