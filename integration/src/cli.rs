@@ -171,17 +171,23 @@ impl Subreaper {
     }
 }
 
-impl Drop for Subreaper {
-    fn drop(&mut self) {
-        use nix::sys::wait::{waitpid, WaitPidFlag};
-        let _ = nix::sys::prctl::set_child_subreaper(false);
-        // Reap any orphan that already exited (running ones stay our children
-        // and are reaped when they exit... by nobody: the leak check reports them).
+impl Subreaper {
+    /// Reap every child that has exited.
+    pub fn reap(&self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            if s == nix::sys::wait::WaitStatus::StillAlive {
+            if s == WaitStatus::StillAlive {
                 break;
             }
         }
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        let _ = nix::sys::prctl::set_child_subreaper(false);
+        // Orphans still running stay our children; the leak check reports them.
+        self.reap();
     }
 }
 

@@ -7,7 +7,6 @@ use lxcri_integration::cli::{CliEnv, Subreaper, LXCRI};
 use serde_json::Value;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
 use std::time::Duration;
 
 fn check(r: Result<()>) {
@@ -192,6 +191,15 @@ fn run_foreground_and_detached() {
 fn recv_fd(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::FromRawFd;
+    {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        anyhow::ensure!(
+            poll(&mut fds, PollTimeout::from(10_000u16))? == 1,
+            "nothing connected to the console socket"
+        );
+    }
     let (conn, _) = listener.accept()?;
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -399,7 +407,13 @@ fn pause_ps_events_update_kill_all() {
         ensure!(pids.contains(&pid) && pids.len() == 3, "{pids:?}");
         let out = env.lxcri_ok(&["ps", &id])?;
         ensure!(
-            out.stdout.starts_with("UID") && out.stdout.matches("sleep 100").count() == 2,
+            out.stdout.starts_with("UID")
+                && out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.ends_with("sleep 100"))
+                    .count()
+                    == 2,
             "{out}"
         );
 
@@ -564,6 +578,7 @@ fn delete_force_half_created() {
             let _ = child.kill();
             let _ = child.wait();
             let out = env.lxcri(&["delete", "--force", &id])?;
+            reaper.reap();
             ensure!(out.code == 0, "delay {delay_ms}ms: {out}");
             let out = env.lxcri(&["state", &id])?;
             ensure!(
@@ -604,7 +619,6 @@ fn lock_serialises() {
             "then fails (no such container): {status:?}"
         );
         let _ = fs::remove_file(env.root.join(format!(".{id}.lock")));
-        let _ = Path::new("");
         env.finish()
     })());
 }
