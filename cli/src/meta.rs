@@ -194,3 +194,36 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     ids.sort();
     Ok(ids)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_from_the_runtime_dir() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(find(d.path(), "nope").unwrap().is_none());
+        std::fs::create_dir(d.path().join("half")).unwrap();
+        let f = find(d.path(), "half").unwrap().unwrap();
+        assert_eq!(f.status, Status::Creating);
+        assert_eq!(f.pid(), 0);
+        assert_eq!(f.state_json()["status"], "creating");
+        std::fs::create_dir(d.path().join(".hidden")).unwrap();
+        assert_eq!(list_ids(d.path()).unwrap(), vec!["half".to_string()]);
+    }
+
+    #[test]
+    fn meta_roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(Meta::load(d.path()).unwrap().is_none());
+        let m = Meta {
+            created: "t".into(),
+            started: true,
+            ..Default::default()
+        };
+        m.save(d.path()).unwrap();
+        let back = Meta::load(d.path()).unwrap().unwrap();
+        assert!(back.started);
+        assert_eq!(back.created, "t");
+    }
+}
