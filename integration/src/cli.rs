@@ -312,6 +312,13 @@ runtime_supports_json = ["{name}"]
     /// in lxcri's default root.
     pub fn finish(self) -> Result<()> {
         let rm = self.podman(&["rm", "-a", "-f", "-t", "0"]);
+        // podman's own cgroups (cgroupfs manager): the parent and conmon's
+        // cgroup below it, which podman never removes. A container cgroup
+        // left below the parent keeps it (rmdir fails) and is reported.
+        for root in crate::procfs::cgroup_roots() {
+            let _ = fs::remove_dir(root.join("libpod_parent/conmon"));
+            let _ = fs::remove_dir(root.join("libpod_parent"));
+        }
         let r = rm.and_then(|o| o.ok()).and_then(|_| {
             self.snapshot
                 .check_host(&[], &[PathBuf::from("/run/lxcri")])
