@@ -346,11 +346,61 @@ fn run_container(cli: &Cli, a: &crate::RunArgs) -> Result<u8> {
     if a.detach {
         return Ok(0);
     }
-    let code = wait_exit(pid)?;
+    // Blocked only now: a blocked mask would be inherited by the helpers and the
+    // container. An exit before this is seen by the first waitpid; one after it
+    // leaves SIGCHLD pending for the signalfd.
+    let forwarded = forwarded_signals();
+    forwarded
+        .thread_block()
+        .context("block the signals to forward")?;
+    let code = wait_forwarding(pid, &forwarded)?;
     if !a.keep {
         delete(cli, &a.id, true)?;
     }
     Ok(code)
+}
+
+/// What a foreground `run` forwards to the container's init (as runc does), plus
+/// SIGCHLD to notice its exit.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Wait for the init (our child), forwarding the signals we receive to it.
+fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<u8> {
+    use nix::sys::signalfd::SignalFd;
+    use nix::sys::wait::WaitPidFlag;
+    let sfd = SignalFd::new(set).context("signalfd")?;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c as u8),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32 as u8),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).with_context(|| format!("wait for {pid}")),
+        }
+        match sfd.read_signal() {
+            Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
+                log::debug!("forward signal {} to {pid}", info.ssi_signo);
+                // SAFETY: plain kill(2) with a signal number the kernel gave us.
+                unsafe { libc::kill(pid, info.ssi_signo as i32) };
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("read signalfd"),
+        }
+    }
 }
 
 /// Wait for a child and turn its status into an exit code (128+signal).
