@@ -163,6 +163,28 @@ fn run_foreground_and_detached() {
         let b3 = env.bundle("run3", &["/bin/nope"], |_| {})?;
         let out = env.lxcri(&["create", "-b", b3.to_str().unwrap(), &id])?;
         ensure!(out.stderr.contains("no such file or directory"), "{out}");
+        // Signals to a foreground run reach the container's init.
+        let b5 = env.bundle("run5", LOOP_TRAP_TERM, |_| {})?;
+        let mut fg = std::process::Command::new(LXCRI)
+            .args([
+                "--root",
+                env.root.to_str().unwrap(),
+                "run",
+                "-b",
+                b5.to_str().unwrap(),
+                &id,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        env.wait_status(&id, "running")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(fg.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let code = lxcri_integration::cmd::wait_timeout(&mut fg, Duration::from_secs(10));
+        ensure!(code == Some(7), "forwarded TERM, trapped: {code:?}");
+
         let reaper = Subreaper::new()?;
         let b4 = env.bundle("run4", &["sleep", "30"], |_| {})?;
         let pidfile = env.dir.path().join("pid");
