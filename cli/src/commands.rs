@@ -155,8 +155,14 @@ fn kill_and_reap(pid: i32) {
 }
 
 /// Create: the init waits at the barrier, reparented to our caller's subreaper.
-/// Returns the init's host pid.
-fn create(cli: &Cli, opts: &CreateOpts, id: &str, foreground: bool) -> Result<i32> {
+/// Returns the init's host pid, and the pty master of a terminal without a
+/// console socket (foreground `run` only).
+fn create(
+    cli: &Cli,
+    opts: &CreateOpts,
+    id: &str,
+    foreground: bool,
+) -> Result<(i32, Option<OwnedFd>)> {
     runtime_core::container::validate_id(id)?;
     if opts.preserve_fds > 0 {
         bail!("--preserve-fds is not supported by lxcri");
@@ -180,7 +186,6 @@ fn create(cli: &Cli, opts: &CreateOpts, id: &str, foreground: bool) -> Result<i3
         (true, None) if !foreground => {
             bail!("cannot allocate tty if lxcri will detach without setting console socket")
         }
-        (true, None) => bail!("a terminal without --console-socket is not supported by lxcri"),
         (false, Some(_)) => {
             bail!("cannot use console socket if lxcri will not detach or allocate tty")
         }
@@ -217,10 +222,10 @@ fn create(cli: &Cli, opts: &CreateOpts, id: &str, foreground: bool) -> Result<i3
         }
     };
     match finish_create(cli, opts, &mut c, process, &spec, monitor as i32) {
-        Ok(pid) => {
+        Ok((pid, master)) => {
             let _ = fs::remove_file(&pending_file);
             log::info!("created container id={id} init_pid={pid}");
-            Ok(pid)
+            Ok((pid, master))
         }
         Err(e) => {
             kill_and_reap(monitor as i32);
@@ -240,7 +245,7 @@ fn finish_create(
     process: Option<Process>,
     spec: &Spec,
     monitor: i32,
-) -> Result<i32> {
+) -> Result<(i32, Option<OwnedFd>)> {
     let rundir = c.state.rundir.clone();
     let meta = Meta {
         created: crate::time::now_rfc3339(),
@@ -260,17 +265,18 @@ fn finish_create(
     // is reparented to our caller's subreaper (conmon, a containerd shim), which
     // then reaps it and sees the container's exit status itself.
     kill_and_reap(monitor);
+    let mut master = c.take_console();
     if let Some(sock) = &opts.console_socket {
-        let master = c
-            .take_console()
+        let m = master
+            .take()
             .ok_or_else(|| anyhow!("the init sent no pty master"))?;
-        crate::console::send_master(sock, master.as_fd())?;
+        crate::console::send_master(sock, m.as_fd())?;
     }
     let pid = c.init_pid();
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
     }
-    Ok(pid)
+    Ok((pid, master))
 }
 
 /// The state a crashed create leaves to `delete --force`: the cgroup dirs it
@@ -335,7 +341,7 @@ fn run_container(cli: &Cli, a: &crate::RunArgs) -> Result<u8> {
     if !a.detach {
         nix::sys::prctl::set_child_subreaper(true).context("become a subreaper")?;
     }
-    let pid = create(cli, &a.opts, &a.id, !a.detach)?;
+    let (pid, master) = create(cli, &a.opts, &a.id, !a.detach)?;
     if let Err(e) = start(cli, &a.id) {
         if !a.detach {
             let _ = waitpid(Pid::from_raw(pid), None);
@@ -353,7 +359,10 @@ fn run_container(cli: &Cli, a: &crate::RunArgs) -> Result<u8> {
     forwarded
         .thread_block()
         .context("block the signals to forward")?;
-    let code = wait_forwarding(pid, &forwarded)?;
+    let code = match master {
+        Some(m) => crate::tty::proxy_and_wait(pid, pid, m, &forwarded)?,
+        None => wait_forwarding(pid, &forwarded)?,
+    };
     if !a.keep {
         delete(cli, &a.id, true)?;
     }
@@ -832,7 +841,9 @@ fn exec(cli: &Cli, a: &crate::ExecArgs) -> Result<u8> {
     let process = exec_process(a, &f.meta)?;
     let terminal = process.terminal().unwrap_or(false);
     match (terminal, &a.console_socket) {
-        (true, None) => bail!("a terminal without --console-socket is not supported by lxcri"),
+        (true, None) if a.detach => {
+            bail!("cannot allocate tty if lxcri will detach without setting console socket")
+        }
         (false, Some(_)) => {
             bail!("cannot use console socket if lxcri will not detach or allocate tty")
         }
@@ -862,6 +873,15 @@ fn exec(cli: &Cli, a: &crate::ExecArgs) -> Result<u8> {
     }
     if let Some(p) = &a.pid_file {
         write_pid_file(p, e.pid)?;
+    }
+    if let (None, false, Some(master)) = (&a.console_socket, a.detach, e.console) {
+        // The helper is our child and exits with the process's status.
+        let signals = forwarded_signals();
+        signals
+            .thread_block()
+            .context("block the signals to forward")?;
+        let master = master.try_clone().context("dup pty master")?;
+        return crate::tty::proxy_and_wait(e.helper_pid, e.pid, master, &signals);
     }
     // Detached: the helper exits at once and the process is reparented to our
     // caller's subreaper. Attached: the helper's status is the process's.

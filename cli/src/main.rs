@@ -16,6 +16,7 @@ mod signal;
 mod spec;
 mod stats;
 mod time;
+mod tty;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -163,6 +163,13 @@ fn run_foreground_and_detached() {
         let b3 = env.bundle("run3", &["/bin/nope"], |_| {})?;
         let out = env.lxcri(&["create", "-b", b3.to_str().unwrap(), &id])?;
         ensure!(out.stderr.contains("no such file or directory"), "{out}");
+        // A terminal without a console socket: lxcri holds the pty and copies.
+        let b6 = env.bundle("run6", &["sh", "-c", "tty; exit 4"], |v| {
+            v["process"]["terminal"] = Value::Bool(true);
+        })?;
+        let out = env.lxcri(&["run", "-b", b6.to_str().unwrap(), &id])?;
+        ensure!(out.code == 4 && out.stdout.contains("/dev/pts/0"), "{out}");
+
         // Signals to a foreground run reach the container's init.
         let b5 = env.bundle("run5", LOOP_TRAP_TERM, |_| {})?;
         let mut fg = std::process::Command::new(LXCRI)
@@ -379,6 +386,8 @@ fn terminals_and_exec() {
                 && out.stdout.contains("NoNewPrivs:\t1"),
             "{out}"
         );
+        let out = env.lxcri(&["exec", "-t", &id, "sh", "-c", "tty; exit 6"])?;
+        ensure!(out.code == 6 && out.stdout.contains("/dev/pts/"), "{out}");
         let out = env.lxcri(&["exec", &id, "nosuch"])?;
         ensure!(
             out.code != 0 && out.stderr.contains("executable file not found"),
