@@ -134,6 +134,41 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
 }
 
+/// Write a file through a temp file and a rename: a crash never leaves it
+/// half-written.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("bad path {}", path.display()))?;
+    let tmp = path.with_file_name(format!("{}.tmp", name.to_string_lossy()));
+    fs::write(&tmp, data).with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("rename {}", path.display()))
+}
+
+/// After a container is gone: remove the directories of lxcri's own default
+/// cgroup trees (`lxcri/`, `lxcri.monitor/`) on its paths that are now empty.
+/// runtime-core removes what this container created; a parent that another
+/// container created (and deleted first) would otherwise stay forever.
+fn prune_lxcri_cgroups(st: &ContainerState) {
+    for rel in [&st.cgroup, &st.monitor_cgroup] {
+        let owned = rel
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() == "lxcri" || c.as_os_str() == "lxcri.monitor");
+        if !owned {
+            continue;
+        }
+        for h in &st.hierarchies {
+            let mut p = h.join(rel);
+            while p.pop() && p != *h {
+                if fs::remove_dir(&p).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// `<root>/.<id>.create.json`: what a create will make, kept until its state is
 /// complete, so that `delete --force` can clean up after a create that crashed.
 fn pending_path(root: &Path, id: &str) -> PathBuf {
@@ -194,8 +229,7 @@ fn create(
     let cfg = runtime_config(cli);
     let pending = pending_state(&cfg, id, &bundle, &spec)?;
     let pending_file = pending_path(&cli.root, id);
-    fs::write(&pending_file, serde_json::to_vec(&pending)?)
-        .with_context(|| format!("write {}", pending_file.display()))?;
+    write_atomic(&pending_file, &serde_json::to_vec(&pending)?)?;
 
     let mut monitor = 0u32;
     let created = Container::create(&cfg, id, &bundle, stdio()?, &mut |pid| {
@@ -205,8 +239,8 @@ fn create(
         p.monitor_pid = pid as i32;
         p.monitor_start_time = runtime_core::sys::start_time(pid as i32).unwrap_or(0);
         if let Ok(data) = serde_json::to_vec(&p) {
-            if let Err(e) = fs::write(&pending_file, data) {
-                log::warn!("write {}: {e}", pending_file.display());
+            if let Err(e) = write_atomic(&pending_file, &data) {
+                log::warn!("{e:#}");
             }
         }
     });
@@ -490,7 +524,9 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
             s.as_str()
         ),
     }
-    runtime_core::destroy(state_of(&f)?)?;
+    let st = state_of(&f)?;
+    runtime_core::destroy(st)?;
+    prune_lxcri_cgroups(st);
     let _ = fs::remove_file(&pending_file);
     lock.remove();
     log::info!("deleted container id={id}");
@@ -526,6 +562,7 @@ fn delete_partial(pending_file: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     runtime_core::destroy(&st)?;
+    prune_lxcri_cgroups(&st);
     fs::remove_file(pending_file).with_context(|| format!("remove {}", pending_file.display()))
 }
 

@@ -14,6 +14,9 @@ use nix::fcntl::{Flock, FlockArg};
 
 pub struct Lock {
     path: PathBuf,
+    /// The runtime dir: if there is no container when the lock is released,
+    /// its lock file goes too (`kill nope` must not leave `.nope.lock`).
+    rundir: PathBuf,
     _file: Flock<File>,
 }
 
@@ -43,6 +46,7 @@ impl Lock {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
                     return Ok(Lock {
                         path,
+                        rundir: root.join(id),
                         _file: locked,
                     })
                 }
@@ -54,8 +58,26 @@ impl Lock {
 
     /// Remove the lock file (by `delete`), still holding the lock until drop.
     pub fn remove(&self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            log::warn!("remove {}: {e}", self.path.display());
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("remove {}: {e}", self.path.display())
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let pending = self.rundir.with_file_name(format!(
+            ".{}.create.json",
+            self.rundir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ));
+        if !self.rundir.exists() && !pending.exists() {
+            self.remove();
         }
     }
 }
@@ -67,6 +89,7 @@ mod tests {
     #[test]
     fn removed_lock_is_taken_anew() {
         let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
         let a = Lock::acquire(d.path(), "x").unwrap();
         let p = path(d.path(), "x");
         assert!(p.exists());
@@ -86,5 +109,12 @@ mod tests {
         // Same inode numbers may be reused; what matters is that the file exists
         // and is the one locked (checked inside acquire).
         let _ = (old, ino);
+    }
+
+    #[test]
+    fn no_lock_file_without_a_container() {
+        let d = tempfile::tempdir().unwrap();
+        drop(Lock::acquire(d.path(), "nope").unwrap());
+        assert!(!path(d.path(), "nope").exists());
     }
 }

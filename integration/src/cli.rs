@@ -315,9 +315,20 @@ runtime_supports_json = ["{name}"]
         // podman's own cgroups (cgroupfs manager): the parent and conmon's
         // cgroup below it, which podman never removes. A container cgroup
         // left below the parent keeps it (rmdir fails) and is reported.
-        for root in crate::procfs::cgroup_roots() {
-            let _ = fs::remove_dir(root.join("libpod_parent/conmon"));
-            let _ = fs::remove_dir(root.join("libpod_parent"));
+        // conmon may still be on its way out: retry for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut left = false;
+            for root in crate::procfs::cgroup_roots() {
+                for d in ["libpod_parent/conmon", "libpod_parent"] {
+                    let p = root.join(d);
+                    left |= p.exists() && fs::remove_dir(&p).is_err();
+                }
+            }
+            if !left || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         let r = rm.and_then(|o| o.ok()).and_then(|_| {
             self.snapshot
