@@ -36,6 +36,7 @@ build:
 
 install-bin: check-root build
 	install -D -m 0755 $(TARGET_DIR)/release/containerd-shim-lxcri-v2 $(PREFIX)/bin/containerd-shim-lxcri-v2
+	install -D -m 0755 $(TARGET_DIR)/release/lxcri $(PREFIX)/bin/lxcri
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-start $(LIBEXEC_DIR)/lxcri-start
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-attach $(LIBEXEC_DIR)/lxcri-attach
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-hook $(LIBEXEC_DIR)/lxcri-hook

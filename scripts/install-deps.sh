@@ -21,6 +21,9 @@ packages=(
 	containerd
 	runc
 	busybox-static
+	# the lxcri CLI's end-to-end tests: podman and conmon drive it as their runtime
+	podman
+	conmon
 	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux)
 	iproute2
 	util-linux

@@ -3,6 +3,7 @@
 //! crictl with timeouts, a busybox rootfs and OCI images built offline, and
 //! a leak checker. Needs root.
 
+pub mod cli;
 pub mod cmd;
 pub mod containerd;
 pub mod harness;

@@ -177,6 +177,13 @@ impl Channel {
     }
 }
 
+/// A connected `SOCK_SEQPACKET` socket (e.g. from `accept` or `connect`).
+impl From<OwnedFd> for Channel {
+    fn from(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+}
+
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -15,6 +15,11 @@
 //!    `execve`s the process: end of file on the pipe means the exec succeeded; an
 //!    error text on it means it failed (init then exits 126 or 127).
 //!
+//! The CLI, whose `create` process exits while the container waits, sends
+//! [`RuntimeMessage::Detach`] after Ready: Start then comes, as step 4, over a new
+//! connection to a listening socket in the runtime dir (`lxcri start` is a new
+//! process).
+//!
 //! Nothing of this is visible in the container's filesystem.
 //!
 //! The attach helper (`lxcri-attach`, for exec) gets the same kind of channel at
@@ -194,6 +199,9 @@ pub enum InitMessage {
     },
     /// From `lxcri-hook`: the createContainer hooks succeeded.
     HooksDone,
+    /// Answer to [`RuntimeMessage::Detach`]: the init no longer dies with its
+    /// parent and now waits for Start on the listening socket.
+    Detached,
 }
 
 /// Messages from the runtime to init.
@@ -207,12 +215,32 @@ pub enum RuntimeMessage {
     /// To the attach helper: the process to run in the container.
     Exec {
         process: Box<ProcessSpec>,
+        /// The CLI's `exec --detach`: the helper exits as soon as it has reported
+        /// the pid, without waiting, so that the process is reparented to the
+        /// caller's subreaper (conmon, a shim), which then sees its exit status.
+        #[serde(default)]
+        detach: bool,
+        /// Without an LXC monitor (the CLI ends it at create), liblxc's attach
+        /// cannot work: the helper then joins the namespaces of this init (host
+        /// pid) through a pidfd and the cgroups whose `cgroup.procs` files are in
+        /// `cgroup_procs` itself.
+        #[serde(default)]
+        init_pid: Option<i32>,
+        #[serde(default)]
+        cgroup_procs: Vec<String>,
     },
     /// To `lxcri-hook` at the mount hook: the createContainer hooks to run.
     RunHooks {
         hooks: Vec<HookSpec>,
         state: String,
     },
+    /// To a created init (the CLI, whose process ends after create): carries with
+    /// `SCM_RIGHTS` a listening `SOCK_SEQPACKET` unix socket. The init clears its
+    /// parent-death signal (liblxc sets SIGKILL relative to the monitor, which the
+    /// CLI ends so that the init is reparented to the caller's subreaper), answers
+    /// [`InitMessage::Detached`], closes this channel and waits at the barrier for a
+    /// connection on the listener that brings [`RuntimeMessage::Start`].
+    Detach,
 }
 
 /// The process exit code for a failed exec, like a shell: 127 when the program

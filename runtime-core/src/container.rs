@@ -153,6 +153,8 @@ pub struct Container {
     init_pidfd: OwnedFd,
     /// The pty master of a process with a terminal, until taken.
     console: Option<OwnedFd>,
+    /// The LXC monitor is gone (the CLI ends it): execs cannot use liblxc.
+    detached: bool,
 }
 
 fn oci_state_json(
@@ -588,6 +590,7 @@ impl Container {
             channel: Some(rt_end),
             init_pidfd,
             console,
+            detached: false,
         })
     }
 
@@ -600,6 +603,30 @@ impl Container {
         process: &oci_spec::runtime::Process,
         stdio: Stdio,
         on_helper: &mut dyn FnMut(u32),
+    ) -> Result<Exec> {
+        self.exec_inner(cfg, process, stdio, on_helper, false)
+    }
+
+    /// Like [`Container::exec`], but the helper exits (0) once it has reported the
+    /// pid instead of waiting: the process is reparented to the caller's nearest
+    /// subreaper, which sees its exit status (the CLI's `exec --detach`).
+    pub fn exec_detached(
+        &self,
+        cfg: &RuntimeConfig,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+        on_helper: &mut dyn FnMut(u32),
+    ) -> Result<Exec> {
+        self.exec_inner(cfg, process, stdio, on_helper, true)
+    }
+
+    fn exec_inner(
+        &self,
+        cfg: &RuntimeConfig,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+        on_helper: &mut dyn FnMut(u32),
+        detach: bool,
     ) -> Result<Exec> {
         let id = &self.state.id;
         let mut spec = spec::process::translate_process(process, &self.state.rootfs)?;
@@ -625,6 +652,13 @@ impl Container {
         rt_end
             .send(&RuntimeMessage::Exec {
                 process: Box::new(spec),
+                detach,
+                init_pid: self.detached.then_some(self.state.init_pid),
+                cgroup_procs: if self.detached {
+                    cgroup::procs_files(&self.state.hierarchies, &self.state.cgroup)
+                } else {
+                    Vec::new()
+                },
             })
             .map_err(|e| fail(format!("send to the attach helper: {e}")))?;
         let reply = rt_end
@@ -903,6 +937,131 @@ impl Partial {
             log::warn!("{e}");
         }
     }
+}
+
+/// The name of the listening socket of a detached init in its runtime dir.
+pub const INIT_SOCKET: &str = "init.sock";
+
+/// The CLI path, where every command is a new process: the process that created
+/// the container ends, so the barrier moves from the init channel to a listening
+/// socket in the runtime dir, and later commands rebuild a handle from the state.
+impl Container {
+    /// Hand the barrier over to a listening socket at `<rundir>/init.sock`: the init
+    /// clears its parent-death signal (so that ending the LXC monitor does not kill
+    /// it) and then waits there for [`start_detached`]. Only for a created container.
+    pub fn detach_init(&mut self, timeout: Duration) -> Result<()> {
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+        let id = self.state.id.clone();
+        let ch = self.channel.take().ok_or_else(|| Error::InvalidState {
+            id: id.clone(),
+            status: "started".into(),
+            expected: "created",
+        })?;
+        let path = self.state.rundir.join(INIT_SOCKET);
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(sys("socket"))?;
+        let addr = nix::sys::socket::UnixAddr::new(&path).ctx("socket address", &path)?;
+        bind(listener.as_raw_fd(), &addr).ctx("bind", &path)?;
+        listen(&listener, Backlog::new(4).map_err(sys("listen"))?).ctx("listen", &path)?;
+        let fail = |reason: String| Error::StartFailed {
+            id: id.clone(),
+            reason,
+        };
+        ch.send_with_fd(&RuntimeMessage::Detach, listener.as_fd())
+            .map_err(|e| fail(format!("detach the init: {e}")))?;
+        match ch.recv_timeout::<InitMessage>(timeout) {
+            Ok(Some(r)) if r.message == InitMessage::Detached => {
+                self.detached = true;
+                Ok(())
+            }
+            Ok(Some(r)) => Err(fail(format!("detach the init: {:?}", r.message))),
+            Ok(None) => Err(fail("the init exited while detaching".into())),
+            Err(e) => Err(fail(format!("detach the init: {e}"))),
+        }
+    }
+
+    /// A handle on a created (detached) or running container, rebuilt from its
+    /// persisted state by another process than its creator. Fails with
+    /// [`Error::NotRunning`] when the init recorded in the state is gone.
+    pub fn from_state(state: ContainerState) -> Result<Container> {
+        let gone = || Error::NotRunning(state.id.clone());
+        let init_pidfd = pidfd_open(state.init_pid).map_err(|_| gone())?;
+        // The pidfd pins the process: if it is the one that started at the
+        // recorded time now, signals through the pidfd reach it and no other.
+        if !is_alive(state.init_pid, state.init_start_time) {
+            return Err(gone());
+        }
+        Ok(Container {
+            state,
+            channel: None,
+            init_pidfd,
+            console: None,
+            detached: true,
+        })
+    }
+}
+
+/// Release a detached init (see [`Container::detach_init`]) from the barrier: the
+/// CLI's `start`. Returns like [`Container::start`].
+pub fn start_detached(state: &ContainerState, timeout: Duration) -> Result<Option<String>> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType};
+    let path = state.rundir.join(INIT_SOCKET);
+    let fail = |reason: String| Error::StartFailed {
+        id: state.id.clone(),
+        reason,
+    };
+    let conn = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("socket"))?;
+    let addr = nix::sys::socket::UnixAddr::new(&path).ctx("socket address", &path)?;
+    connect(conn.as_raw_fd(), &addr)
+        .map_err(|e| fail(format!("the init does not wait at {}: {e}", path.display())))?;
+    let ch = Channel::from(conn);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    ch.send_with_fd(&RuntimeMessage::Start, w.as_fd())
+        .map_err(|e| fail(format!("init is gone: {e}")))?;
+    drop(w);
+    drop(ch);
+    let msg = read_exec_result(r, &state.id, timeout)?;
+    log::info!(
+        "started container id={} exec_ok={}",
+        state.id,
+        msg.is_none()
+    );
+    Ok(msg)
+}
+
+/// Read the init's exec result pipe to its end: empty means the exec succeeded.
+fn read_exec_result(r: OwnedFd, id: &str, timeout: Duration) -> Result<Option<String>> {
+    let mut f = fs::File::from(r);
+    let deadline = Instant::now() + timeout;
+    let mut msg = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        wait_readable(f.as_fd(), left).map_err(|_| Error::Timeout(format!("start of {id}")))?;
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => msg.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    op: "read exec status",
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cgroups;
+mod cli;
 mod cri;
 mod events;
 mod exec;
@@ -17,7 +18,9 @@ mod leak_checker;
 mod lifecycle;
 mod nerdctl;
 mod options;
+mod podman;
 mod restart;
+mod runc_shim_binary;
 mod runtime_selection;
 mod seccomp;
 mod spec;
