@@ -8,6 +8,7 @@ LIBEXEC_DIR ?= $(PREFIX)/libexec/lxcri
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
+STATIC_TESTIMG := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-testimg
 
 .PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e bench check-root
 
@@ -33,12 +34,15 @@ build:
 	$(CARGO) build --release --workspace
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p lxcri-libexec \
 		--no-default-features --bin lxcri-init --target $(STATIC_TARGET)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p lxcri-testimg \
+		--target $(STATIC_TARGET)
 
 install-bin: check-root build
 	install -D -m 0755 $(TARGET_DIR)/release/containerd-shim-lxcri-v2 $(PREFIX)/bin/containerd-shim-lxcri-v2
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-start $(LIBEXEC_DIR)/lxcri-start
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-attach $(LIBEXEC_DIR)/lxcri-attach
 	install -D -m 0755 $(STATIC_INIT) $(LIBEXEC_DIR)/lxcri-init
+	install -D -m 0755 $(STATIC_TESTIMG) $(LIBEXEC_DIR)/lxcri-testimg
 
 test: check-root lint unit install-bin e2e
 
