@@ -8,6 +8,8 @@
 mod bad_input;
 mod cgroups;
 mod cri;
+mod cri_lifecycle;
+mod cri_util;
 mod events;
 mod exec;
 mod grouping;
