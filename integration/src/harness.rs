@@ -323,10 +323,13 @@ pub fn run_cri_scenario(
 /// Like [`run_cri_scenario`] against a pod-network CRI daemon with the
 /// local registry ([`Harness::start_cri_net`], basic images).
 pub fn run_cri_net_scenario(runtime: Runtime, scenario: impl FnOnce(&mut Harness) -> Result<()>) {
-    let result = Harness::start_cri_net(runtime, ImageSet::Basic)
-        .and_then(|h| run_and_check(h, scenario));
+    let result =
+        Harness::start_cri_net(runtime, ImageSet::Basic).and_then(|h| run_and_check(h, scenario));
     if let Err(err) = result {
-        panic!("containerd 2.x (CRI, pod network) / {}: {err:#}", runtime.name());
+        panic!(
+            "containerd 2.x (CRI, pod network) / {}: {err:#}",
+            runtime.name()
+        );
     }
 }
 

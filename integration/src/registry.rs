@@ -180,7 +180,10 @@ fn specs(set: ImageSet) -> Vec<Spec> {
         ),
         s(
             Content::WwwData,
-            Process { user: "1002", ..SHELL },
+            Process {
+                user: "1002",
+                ..SHELL
+            },
             &["k8s-staging-cri-tools/test-image-user-uid:latest"],
         ),
         s(
@@ -209,7 +212,10 @@ fn specs(set: ImageSet) -> Vec<Spec> {
         ),
         s(
             Content::PredefinedGroup,
-            Process { user: "1000", ..SHELL },
+            Process {
+                user: "1000",
+                ..SHELL
+            },
             &["k8s-staging-cri-tools/test-image-predefined-group:latest"],
         ),
         s(
@@ -222,7 +228,10 @@ fn specs(set: ImageSet) -> Vec<Spec> {
         // by its file name.
         s(
             Content::Program("/usr/sbin/nginx", 0o755),
-            run(&["/usr/sbin/nginx", "-g", "daemon off;", "master process"], ""),
+            run(
+                &["/usr/sbin/nginx", "-g", "daemon off;", "master process"],
+                "",
+            ),
             &["e2e-test-images/nginx:1.14-2"],
         ),
         s(
@@ -302,7 +311,11 @@ impl Registry {
     fn wait_ready(&mut self, ctd: &Containerd) -> Result<()> {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("docker-registry exited {status}: {}", self.log());
             }
             let probe = cmd::run(
@@ -411,7 +424,10 @@ fn fill_rootfs(root: &Path, content: Content) -> Result<()> {
         Content::Busybox => {}
         Content::Marker(name) => fs::write(root.join(name), format!("{name}\n"))?,
         Content::WwwData => {
-            append(&etc.join("passwd"), "www-data:x:33:33:www-data:/var/www:/bin/false\n")?;
+            append(
+                &etc.join("passwd"),
+                "www-data:x:33:33:www-data:/var/www:/bin/false\n",
+            )?;
             append(&etc.join("group"), "www-data:x:33:\n")?;
         }
         Content::PredefinedGroup => {

@@ -48,7 +48,8 @@ fn pause() -> Result<ExitCode, String> {
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
         set.add(sig);
     }
-    set.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
+    set.thread_block()
+        .map_err(|e| format!("sigprocmask: {e}"))?;
     loop {
         match set.wait().map_err(|e| format!("sigwait: {e}"))? {
             Signal::SIGCHLD => reap(),

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 
 /// Generates one test per handler on containerd 2.x's pod network.
+#[macro_export]
 macro_rules! cri_matrix {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -82,7 +83,9 @@ fn check_sandbox(h: &Harness, pod: &str) -> Result<()> {
     if h.runtime == Runtime::Lxcri {
         let parent = procfs::ancestors(pid);
         ensure!(
-            parent.first().is_some_and(|p| argv0_name(p) == "lxcri-start"),
+            parent
+                .first()
+                .is_some_and(|p| argv0_name(p) == "lxcri-start"),
             "pause is not under lxcri-start: {parent:?}"
         );
     }
@@ -96,7 +99,15 @@ fn check_sandbox(h: &Harness, pod: &str) -> Result<()> {
 fn container_lifecycle(h: &mut Harness, pod: &str, config: &str) -> Result<()> {
     let script = "echo started; echo to-stderr >&2; trap 'echo bye; exit 0' TERM; \
                   while true; do sleep 0.1; done";
-    let id = create(h, pod, config, "life", BUSYBOX, &["sh", "-c", script], json!({}))?;
+    let id = create(
+        h,
+        pod,
+        config,
+        "life",
+        BUSYBOX,
+        &["sh", "-c", script],
+        json!({}),
+    )?;
     ensure!(
         inspect(h, &id)?["status"]["state"] == "CONTAINER_CREATED",
         "not CREATED after crictl create"
@@ -132,7 +143,10 @@ fn container_lifecycle(h: &mut Harness, pod: &str, config: &str) -> Result<()> {
         Ok(h.crictl_ok(&["logs", &id])?.stdout == "started\n")
     })?;
     let logs = h.crictl_ok(&["logs", &id])?;
-    ensure!(logs.stderr.contains("to-stderr"), "crictl logs stderr: {logs}");
+    ensure!(
+        logs.stderr.contains("to-stderr"),
+        "crictl logs stderr: {logs}"
+    );
 
     // stats and statsp.
     check_stats(h, &id, pod)?;
@@ -174,7 +188,9 @@ fn container_lifecycle(h: &mut Harness, pod: &str, config: &str) -> Result<()> {
 /// `crictl exec -it ID sh -c SCRIPT` under `script` (a pty for crictl's
 /// stdin/stdout); the terminal output.
 pub fn exec_tty(h: &Harness, id: &str, shell: &str) -> Result<String> {
-    let crictl = h.ctd.crictl_command(&["exec", "-it", id, "sh", "-c", shell]);
+    let crictl = h
+        .ctd
+        .crictl_command(&["exec", "-it", id, "sh", "-c", shell]);
     let line = shell_line(&crictl);
     let mut cmd = Command::new("script");
     cmd.args(["-qefc", &line, "/dev/null"]);

@@ -124,7 +124,10 @@ pub fn wait_state(h: &Harness, id: &str, state: &str) -> Result<Value> {
             return Ok(inspect);
         }
         if start.elapsed() > Duration::from_secs(20) {
-            bail!("container {id} not {state} after 20 s: {}", inspect["status"]);
+            bail!(
+                "container {id} not {state} after 20 s: {}",
+                inspect["status"]
+            );
         }
         thread::sleep(Duration::from_millis(100));
     }
@@ -191,10 +194,13 @@ pub fn remove_pod(h: &Harness, pod: &str) -> Result<()> {
     Ok(())
 }
 
+/// One CRI log record: (stream, tag, content).
+pub type Record = (String, String, String);
+
 /// The CRI log records of a container's log file: (stream, tag, content)
 /// per line `<RFC3339Nano time> <stream> <P|F> <content>`; fails on a line
 /// in another format.
-pub fn log_records(path: &str) -> Result<Vec<(String, String, String)>> {
+pub fn log_records(path: &str) -> Result<Vec<Record>> {
     let text = fs::read_to_string(path).with_context(|| format!("read log {path}"))?;
     let mut records = Vec::new();
     for line in text.split_inclusive('\n') {

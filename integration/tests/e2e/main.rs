@@ -9,6 +9,8 @@ mod bad_input;
 mod cgroups;
 mod cri;
 mod cri_lifecycle;
+mod cri_logs;
+mod cri_pod;
 mod cri_util;
 mod events;
 mod exec;
