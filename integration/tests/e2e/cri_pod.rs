@@ -89,7 +89,10 @@ fn check_shared(h: &Harness, pod: &Pod) -> Result<()> {
 }
 
 fn cri_pod_shared(h: &mut Harness) -> Result<()> {
-    let pod = two_containers(h, "shared", json!({}))?;
+    // NamespaceMode CONTAINER = 1 for pid: what the kubelet sends unless
+    // shareProcessNamespace (an absent mode is 0 = POD).
+    let linux = json!({"security_context": {"namespace_options": {"pid": 1}}});
+    let pod = two_containers(h, "shared", linux)?;
     let checked = check_shared(h, &pod).and_then(|()| {
         let pause_pid_ns = namespace(pod.pause, "pid")?;
         let (a, b) = (pod.containers[0].1, pod.containers[1].1);
