@@ -95,6 +95,10 @@ enum Content {
     /// `lxcri-testimg` at the given path (mode 0755, or 04755 for nnp), and
     /// /var/run.
     Program(&'static str, u32),
+    /// Our pause as `/pause`, plus a marker file: the pause images critest
+    /// pulls by upstream names (a different image from our sandbox image,
+    /// so that removing them leaves the sandbox image's tag alone).
+    UpstreamPause,
 }
 
 /// One image: its content, what it runs, and every `repo:tag` it is pushed
@@ -129,7 +133,12 @@ fn specs(set: ImageSet) -> Vec<Spec> {
         Spec {
             content: Content::Program("/pause", 0o755),
             process: run(&["/pause"], ""),
-            refs: &["lxcri/pause:1.0", "pause:3.9", "pause:3.10"],
+            refs: &["lxcri/pause:1.0"],
+        },
+        Spec {
+            content: Content::UpstreamPause,
+            process: run(&["/pause"], ""),
+            refs: &["pause:3.9", "pause:3.10"],
         },
     ];
     if set == ImageSet::Basic {
@@ -416,9 +425,46 @@ fn write_hosts(certs_d: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The busybox rootfs plus `content`.
+/// Applets Debian's busybox-static lacks that critest runs, as scripts.
+const SCRIPTS: &[(&str, &str)] = &[
+    (
+        "pgrep",
+        "#!/bin/sh\n# pgrep PATTERN: pids of processes whose name contains PATTERN.\n\
+         rc=1\nfor d in /proc/[0-9]*; do\n  read -r comm < \"$d/comm\" 2>/dev/null || continue\n  \
+         case \"$comm\" in *\"$1\"*) [ \"${d#/proc/}\" = \"$$\" ] || { echo \"${d#/proc/}\"; rc=0; };; esac\n\
+         done\nexit $rc\n",
+    ),
+    (
+        "ipcs",
+        "#!/bin/sh\n# ipcs [-m]: the shared memory segments (/proc/sysvipc/shm).\n\
+         echo '------ Shared Memory Segments --------'\n\
+         echo 'key        shmid      owner      perms      bytes      nattch'\n\
+         awk 'NR > 1 { printf \"0x%08x %-10s %-10s %-10s %-10s %s\\n\", $1, $2, $8, $3, $4, $7 }' \
+         /proc/sysvipc/shm\n",
+    ),
+];
+
+/// The busybox rootfs plus `content`. Applets are hard links to busybox
+/// (as in the busybox image: masking `/bin/ls` must not mask busybox), and
+/// [`SCRIPTS`] stand in for applets this busybox lacks.
 fn fill_rootfs(root: &Path, content: Content) -> Result<()> {
     rootfs::busybox_rootfs(root)?;
+    let bin = root.join("bin");
+    for entry in fs::read_dir(&bin)? {
+        let path = entry?.path();
+        let is_applet_link = fs::read_link(&path).is_ok_and(|t| t == Path::new("busybox"));
+        if is_applet_link {
+            fs::remove_file(&path)?;
+            fs::hard_link(bin.join("busybox"), &path)?;
+        }
+    }
+    for (name, script) in SCRIPTS {
+        let path = bin.join(name);
+        if !path.exists() {
+            fs::write(&path, script)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+        }
+    }
     let etc = root.join("etc");
     match content {
         Content::Busybox => {}
@@ -455,6 +501,11 @@ fn fill_rootfs(root: &Path, content: Content) -> Result<()> {
             fs::copy(TESTIMG, &dest).with_context(|| format!("copy {TESTIMG}"))?;
             fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
             fs::create_dir_all(root.join("var/run"))?;
+        }
+        Content::UpstreamPause => {
+            fs::copy(TESTIMG, root.join("pause")).with_context(|| format!("copy {TESTIMG}"))?;
+            fs::set_permissions(root.join("pause"), fs::Permissions::from_mode(0o755))?;
+            fs::write(root.join("upstream-pause"), "pause 3.9/3.10 stand-in\n")?;
         }
     }
     Ok(())
