@@ -713,43 +713,14 @@ impl Container {
             })?;
         drop(w);
         drop(ch);
-        let mut f = fs::File::from(r);
-        let deadline = Instant::now() + timeout;
-        let mut msg = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            wait_readable(f.as_fd(), left)
-                .map_err(|_| Error::Timeout(format!("start of {}", self.state.id)))?;
-            let mut buf = [0u8; 4096];
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => msg.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::Sys {
-                        op: "read exec status",
-                        source: e,
-                    })
-                }
-            }
-        }
+        let msg = read_exec_result(r, &self.state.id, timeout)?;
         log::info!(
             "started container id={} exec_ok={}",
             self.state.id,
-            msg.is_empty()
+            msg.is_none()
         );
-        if msg.is_empty() {
-            let st = self.state.oci_state("running", self.state.init_pid);
-            if let Err(e) = run_host_hooks(
-                &self.state.hook_helper,
-                "poststart",
-                &self.state.poststart,
-                &st,
-            ) {
-                log::warn!("container id={}: {e}", self.state.id);
-            }
-        }
-        Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
+        run_poststart(&self.state, &msg);
+        Ok(msg)
     }
 
     /// Send a signal to the container's init.
@@ -1037,7 +1008,20 @@ pub fn start_detached(state: &ContainerState, timeout: Duration) -> Result<Optio
         state.id,
         msg.is_none()
     );
+    run_poststart(state, &msg);
     Ok(msg)
+}
+
+/// poststart hooks, after a start whose exec succeeded (`exec_error` is None); a
+/// failure is logged, as OCI says.
+fn run_poststart(state: &ContainerState, exec_error: &Option<String>) {
+    if exec_error.is_some() {
+        return;
+    }
+    let st = state.oci_state("running", state.init_pid);
+    if let Err(e) = run_host_hooks(&state.hook_helper, "poststart", &state.poststart, &st) {
+        log::warn!("container id={}: {e}", state.id);
+    }
 }
 
 /// Read the init's exec result pipe to its end: empty means the exec succeeded.

@@ -4,7 +4,7 @@
 use crate::matrix;
 use crate::util::{default_spec, expect, remove, run_spec, wait_status};
 use anyhow::{ensure, Result};
-use lxcri_integration::Harness;
+use lxcri_integration::{Harness, Output};
 use serde_json::{json, Value};
 
 matrix!(
@@ -18,6 +18,10 @@ matrix!(
 /// to OCI by scripts/docker-seccomp-to-oci.py (moby/profiles/seccomp v0.3.0).
 const DOCKER_DEFAULT: &str =
     include_str!("../../../runtime-core/src/spec/testdata/seccomp-docker-default.json");
+
+/// A new user namespace (refused by the default profiles without
+/// CAP_SYS_ADMIN), then ordinary work.
+const USERNS_SCRIPT: &str = "unshare -U true 2>&1; echo rc=$?; mkdir /tmp/d && echo made";
 
 fn errno_profile() -> Value {
     json!({
@@ -55,10 +59,13 @@ fn seccomp_errno_rules(h: &mut Harness) -> Result<()> {
 /// ordinary work is allowed.
 fn seccomp_docker_default_profile(h: &mut Harness) -> Result<()> {
     let id = h.id("docker-seccomp");
-    let script = "unshare -U true 2>&1; echo rc=$?; mkdir /tmp/d && echo made";
-    let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    let mut spec = default_spec(h, &id, &["/bin/sh", "-c", USERNS_SCRIPT])?;
     spec["linux"]["seccomp"] = serde_json::from_str(DOCKER_DEFAULT)?;
-    let out = run_spec(h, &id, &spec)?;
+    userns_refused(&run_spec(h, &id, &spec)?)
+}
+
+/// The output of USERNS_SCRIPT under a default profile.
+fn userns_refused(out: &Output) -> Result<()> {
     ensure!(
         out.code == 0
             && out.stdout.contains("Operation not permitted\nrc=1\n")
@@ -70,15 +77,8 @@ fn seccomp_docker_default_profile(h: &mut Harness) -> Result<()> {
 
 /// `ctr run --seccomp`: containerd's default profile.
 fn seccomp_containerd_default_profile(h: &mut Harness) -> Result<()> {
-    let script = "unshare -U true 2>&1; echo rc=$?; mkdir /tmp/d && echo made";
-    let out = h.run_rootfs("ctd-seccomp", &["--seccomp"], &["/bin/sh", "-c", script])?;
-    ensure!(
-        out.code == 0
-            && out.stdout.contains("Operation not permitted\nrc=1\n")
-            && out.stdout.ends_with("made\n"),
-        "got {out}"
-    );
-    Ok(())
+    let cmd = ["/bin/sh", "-c", USERNS_SCRIPT];
+    userns_refused(&h.run_rootfs("ctd-seccomp", &["--seccomp"], &cmd)?)
 }
 
 /// An exec'd process runs under the container's filter, like runc's.
