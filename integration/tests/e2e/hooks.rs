@@ -30,7 +30,7 @@ fn read_state(dir: &Path, phase: &str) -> Result<Value> {
 fn hooks_all_phases(h: &mut Harness) -> Result<()> {
     let id = h.id("hooks");
     let dir = h.ctd.dir().join(format!("{id}-hooks"));
-    fs::create_dir_all(&dir)?;
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     // Host phases record their state and the order; createContainer also
     // records its mount and UTS namespaces (the container's, while the host's
     // filesystem is still visible: before pivot_root).
@@ -62,7 +62,7 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
         "poststart": [sh_hook(host, "poststart", &dir)],
         "poststop": [sh_hook(host, "poststop", &dir)],
     });
-    let out = run_spec(h, &id, &spec)?;
+    let out = run_spec(h, &id, &spec).context("ctr run")?;
     ensure!(out.code == 0, "run: {out}");
     let mut lines = out.stdout.lines();
     ensure!(
@@ -73,7 +73,7 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
         .with_context(|| format!("startContainer state: {out}"))?;
     ensure!(start["id"] == id.as_str(), "startContainer state {start}");
 
-    let order = fs::read_to_string(dir.join("order"))?;
+    let order = fs::read_to_string(dir.join("order")).context("no hook wrote the order file")?;
     ensure!(
         order
             == "prestart set\ncreateRuntime set\ncreateContainer set\npoststart set\npoststop set\n",
