@@ -145,27 +145,11 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("rename {}", path.display()))
 }
 
-/// After a container is gone: remove the directories of lxcri's own default
-/// cgroup trees (`lxcri/`, `lxcri.monitor/`) on its paths that are now empty.
-/// runtime-core removes what this container created; a parent that another
-/// container created (and deleted first) would otherwise stay forever.
+/// After a container is gone: lxcri's own empty cgroup parents (runtime-core's
+/// destroy does it too; a crashed create's cleanup comes through here).
 fn prune_lxcri_cgroups(st: &ContainerState) {
     for rel in [&st.cgroup, &st.monitor_cgroup] {
-        let owned = rel
-            .components()
-            .next()
-            .is_some_and(|c| c.as_os_str() == "lxcri" || c.as_os_str() == "lxcri.monitor");
-        if !owned {
-            continue;
-        }
-        for h in &st.hierarchies {
-            let mut p = h.join(rel);
-            while p.pop() && p != *h {
-                if fs::remove_dir(&p).is_err() {
-                    break;
-                }
-            }
-        }
+        cgroup::prune_owned_parents(&st.hierarchies, rel);
     }
 }
 

@@ -169,6 +169,30 @@ pub fn remove_dirs(dirs: &[PathBuf]) -> Vec<(PathBuf, std::io::Error)> {
     errors
 }
 
+/// After a container is gone: remove the now-empty parents of `rel` inside
+/// lxcri's own default trees (`lxcri/`, `lxcri.monitor/`) in every hierarchy. A
+/// container removes the dirs it created; a parent that another container
+/// created (and that was deleted first, while this one still used it) would
+/// otherwise stay forever. Other trees (a caller's `/default`, a pod's slice)
+/// are not ours to remove.
+pub fn prune_owned_parents(hierarchies: &[PathBuf], rel: &Path) {
+    let owned = rel
+        .components()
+        .next()
+        .is_some_and(|c| c.as_os_str() == "lxcri" || c.as_os_str() == "lxcri.monitor");
+    if !owned {
+        return;
+    }
+    for h in hierarchies {
+        let mut p = h.join(rel);
+        while p.pop() && p != *h {
+            if std::fs::remove_dir(&p).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// The path of a cgroup file of `rel`, in the first hierarchy that has it.
 pub fn file(hierarchies: &[PathBuf], rel: &Path, name: &str) -> Option<PathBuf> {
     hierarchies
@@ -251,6 +275,24 @@ pub fn procs(hierarchies: &[PathBuf], rel: &Path) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_removes_only_empty_owned_parents() {
+        let d = tempfile::tempdir().unwrap();
+        let h = vec![d.path().to_path_buf()];
+        let busy = d.path().join("lxcri.monitor/default/b");
+        std::fs::create_dir_all(&busy).unwrap();
+        std::fs::create_dir_all(d.path().join("default")).unwrap();
+        // a's own dir is gone; b still uses the parents.
+        prune_owned_parents(&h, Path::new("lxcri.monitor/default/a"));
+        assert!(busy.exists());
+        std::fs::remove_dir(&busy).unwrap();
+        prune_owned_parents(&h, Path::new("lxcri.monitor/default/b"));
+        assert!(!d.path().join("lxcri.monitor").exists());
+        // Not ours: stays.
+        prune_owned_parents(&h, Path::new("default/x"));
+        assert!(d.path().join("default").exists());
+    }
 
     #[test]
     fn parses_hybrid_mountinfo() {

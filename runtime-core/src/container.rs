@@ -825,6 +825,9 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
     for (d, e) in &errors {
         log::warn!("remove cgroup dir {}: {e}", d.display());
     }
+    for rel in [&state.cgroup, &state.monitor_cgroup] {
+        cgroup::prune_owned_parents(&state.hierarchies, rel);
+    }
     // The rundir goes after the hooks: a poststop hook may still look at the state.
     if let Err(e) = run_host_hooks(
         &state.hook_helper,

@@ -36,7 +36,7 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
     // filesystem is still visible: before pivot_root).
     let host = "cat > \"$2/$1.json\"; echo \"$1 $HOOK_ENV\" >> \"$2/order\"";
     let in_ctr = "cat > \"$2/$1.json\"; echo \"$1 $HOOK_ENV\" >> \"$2/order\"; \
-                  readlink /proc/self/ns/mnt /proc/self/ns/uts > \"$2/$1.ns\"";
+                  { readlink /proc/self/ns/mnt; readlink /proc/self/ns/uts; } > \"$2/$1.ns\"";
     // startContainer runs in the container (busybox's sh); the process prints
     // what it saw.
     let start = json!({
@@ -50,7 +50,7 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
             "/bin/sh",
             "-c",
             "cat /tmp/start.hostname; cat /tmp/start.json; \
-             readlink /proc/self/ns/mnt /proc/self/ns/uts",
+             readlink /proc/self/ns/mnt; readlink /proc/self/ns/uts",
         ],
     )?;
     spec["hostname"] = json!("hooked");
