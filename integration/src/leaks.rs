@@ -23,6 +23,9 @@ pub const RUNTIME_BINARIES: &[&str] = &[
     "containerd-shim-lxcri-v2",
     "containerd-shim-runc-v2",
     "runc",
+    "lxcri",
+    "lxcri-attach",
+    "conmon",
 ];
 
 /// liblxc renames its monitor process to "[lxc monitor] <lxcpath> <name>".
@@ -143,6 +146,34 @@ impl Snapshot {
                 break;
             }
         }
+    }
+}
+
+impl Snapshot {
+    /// A snapshot for tests without containerd (the lxcri CLI, podman): runtime
+    /// processes, cgroup dirs and host mounts.
+    pub fn take_host() -> Result<Self> {
+        Ok(Snapshot {
+            processes: suspects(&[]).iter().map(|p| p.pid).collect(),
+            cgroups: procfs::cgroup_dirs(),
+            host_mounts: host_mounts()?,
+            ns_mounts: BTreeSet::new(),
+        })
+    }
+
+    /// Checks that nothing of the containers `ids` remains and that each of
+    /// `state_dirs` (a runtime's `--root`, podman's state) holds no entry but
+    /// the ones in `allowed`. Waits up to SETTLE.
+    pub fn check_host(&self, ids: &[String], state_dirs: &[PathBuf]) -> Result<()> {
+        settle(|| {
+            let mut leaks = self.leaks_stopped(ids);
+            for d in state_dirs {
+                for e in procfs::tree(d) {
+                    leaks.push(format!("state: {}", d.join(e).display()));
+                }
+            }
+            leaks
+        })
     }
 }
 

@@ -15,6 +15,11 @@
 //!    `execve`s the process: end of file on the pipe means the exec succeeded; an
 //!    error text on it means it failed (init then exits 126 or 127).
 //!
+//! The CLI, whose `create` process exits while the container waits, sends
+//! [`RuntimeMessage::Detach`] after Ready: Start then comes, as step 4, over a new
+//! connection to a listening socket in the runtime dir (`lxcri start` is a new
+//! process).
+//!
 //! Nothing of this is visible in the container's filesystem.
 //!
 //! The attach helper (`lxcri-attach`, for exec) gets the same kind of channel at
@@ -29,6 +34,9 @@ pub const INIT_CHANNEL_FD: i32 = 3;
 pub const INIT_EXE_FD: i32 = 4;
 /// `lxc.init.cmd`: the init is exec'd from the inherited memfd.
 pub const INIT_CMD: &str = "/proc/self/fd/4";
+/// The environment variable in which `lxcri-start` exports its pid (the LXC
+/// monitor's) for `lxcri-hook` at liblxc's mount hook.
+pub const MONITOR_PID_ENV: &str = "LXCRI_MONITOR_PID";
 /// The largest message on the channel.
 pub const MAX_MESSAGE: usize = 4 << 20;
 
@@ -55,6 +63,57 @@ pub struct ProcessSpec {
     /// Initial window size (rows, columns).
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// The seccomp filter, loaded right before the exec (or before the user and
+    /// capability switch when no_new_privs is off, as runc does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProgram>,
+}
+
+/// A compiled seccomp filter: classic BPF as `seccomp(SECCOMP_SET_MODE_FILTER)`
+/// takes it, and the `SECCOMP_FILTER_FLAG_*` bits to load it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SeccompProgram {
+    pub instructions: Vec<SockFilter>,
+    pub flags: u32,
+}
+
+/// One BPF instruction (`struct sock_filter`): code, jt, jf, k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SockFilter(pub u16, pub u8, pub u8, pub u32);
+
+/// An OCI hook as a helper runs it: `path` is executed with `args` (args[0] is
+/// argv[0]) and exactly `env`; the container's state JSON goes to its stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HookSpec {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// Seconds; None: no timeout (like runc).
+    pub timeout: Option<u32>,
+}
+
+/// startContainer hooks, run by the init at Start right before the exec (paths
+/// resolved in the container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InitHooks {
+    pub start_container: Vec<HookSpec>,
+    /// The OCI state JSON for their stdin (status "created").
+    pub start_state: String,
+}
+
+/// What the hook helper (`lxcri-hook`) reads on stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HookRun {
+    /// The OCI name of the phase, for messages ("createRuntime").
+    pub phase: String,
+    pub hooks: Vec<HookSpec>,
+    pub state: String,
+}
+
+/// What the hook helper writes on stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HookResult {
+    pub error: Option<String>,
 }
 
 /// What init needs: the process, and the pre-start setup of the container.
@@ -65,6 +124,8 @@ pub struct InitSpec {
     pub readonly_paths: Vec<String>,
     /// Remount / read-only once everything is mounted.
     pub readonly_rootfs: bool,
+    #[serde(default)]
+    pub hooks: InitHooks,
     /// `linux.devices`: nodes to create (mknod) before Start.
     #[serde(default)]
     pub devices: Vec<DeviceNode>,
@@ -135,6 +196,17 @@ pub enum InitMessage {
     Error {
         message: String,
     },
+    /// From `lxcri-hook` run as liblxc's mount hook (in the container's new
+    /// namespaces, before pivot_root): the init's host pid; the runtime runs the
+    /// prestart and createRuntime hooks and answers [`RuntimeMessage::RunHooks`].
+    HookPoint {
+        pid: i32,
+    },
+    /// From `lxcri-hook`: the createContainer hooks succeeded.
+    HooksDone,
+    /// Answer to [`RuntimeMessage::Detach`]: the init no longer dies with its
+    /// parent and now waits for Start on the listening socket.
+    Detached,
 }
 
 /// Messages from the runtime to init.
@@ -148,7 +220,32 @@ pub enum RuntimeMessage {
     /// To the attach helper: the process to run in the container.
     Exec {
         process: Box<ProcessSpec>,
+        /// The CLI's `exec --detach`: the helper exits as soon as it has reported
+        /// the pid, without waiting, so that the process is reparented to the
+        /// caller's subreaper (conmon, a shim), which then sees its exit status.
+        #[serde(default)]
+        detach: bool,
+        /// Without an LXC monitor (the CLI ends it at create), liblxc's attach
+        /// cannot work: the helper then joins the namespaces of this init (host
+        /// pid) through a pidfd and the cgroups whose `cgroup.procs` files are in
+        /// `cgroup_procs` itself.
+        #[serde(default)]
+        init_pid: Option<i32>,
+        #[serde(default)]
+        cgroup_procs: Vec<String>,
     },
+    /// To `lxcri-hook` at the mount hook: the createContainer hooks to run.
+    RunHooks {
+        hooks: Vec<HookSpec>,
+        state: String,
+    },
+    /// To a created init (the CLI, whose process ends after create): carries with
+    /// `SCM_RIGHTS` a listening `SOCK_SEQPACKET` unix socket. The init clears its
+    /// parent-death signal (liblxc sets SIGKILL relative to the monitor, which the
+    /// CLI ends so that the init is reparented to the caller's subreaper), answers
+    /// [`InitMessage::Detached`], closes this channel and waits at the barrier for a
+    /// connection on the listener that brings [`RuntimeMessage::Start`].
+    Detach,
 }
 
 /// The process exit code for a failed exec, like a shell: 127 when the program

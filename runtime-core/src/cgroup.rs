@@ -128,6 +128,17 @@ pub fn pivot_path(monitor: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The `cgroup.procs` files of cgroup `rel` in every hierarchy that has it (a
+/// process written there joins the cgroup).
+pub fn procs_files(hierarchies: &[PathBuf], rel: &Path) -> Vec<String> {
+    hierarchies
+        .iter()
+        .map(|h| h.join(rel).join("cgroup.procs"))
+        .filter(|p| p.exists())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// The directories (absolute, in every hierarchy) that creating `rel` will make:
 /// `rel` itself and each of its missing ancestors, deepest first.
 pub fn missing_dirs(hierarchies: &[PathBuf], rel: &Path) -> Vec<PathBuf> {

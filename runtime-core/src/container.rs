@@ -7,6 +7,7 @@
 //! exits with init's exit status; whoever reaps it (the shim's reaper) gets the
 //! container's exit code. The runtime never waits for the helper itself.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,7 +18,10 @@ use std::process::{Command, Stdio as ProcStdio};
 use std::time::{Duration, Instant};
 
 use lxcri_libexec::channel::{wait_readable, Channel};
-use lxcri_libexec::proto::{InitMessage, RuntimeMessage, INIT_CHANNEL_FD};
+use lxcri_libexec::proto::{
+    HookResult, HookRun, HookSpec, InitHooks, InitMessage, RuntimeMessage, SeccompProgram,
+    INIT_CHANNEL_FD,
+};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +43,8 @@ pub struct RuntimeConfig {
     /// How long liblxc may take to bring the init to the barrier.
     pub create_timeout: Duration,
     pub start_timeout: Duration,
+    /// runc's `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 impl RuntimeConfig {
@@ -50,6 +56,7 @@ impl RuntimeConfig {
             layout: Layout::detect(),
             create_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(30),
+            no_new_keyring: false,
         }
     }
 
@@ -84,11 +91,33 @@ pub struct ContainerState {
     pub hierarchies: Vec<PathBuf>,
     /// cgroup dirs that did not exist before this container: removed at destroy.
     pub created_cgroup_dirs: Vec<PathBuf>,
+    /// The spec's annotations, for the OCI state.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The container's seccomp filter, also applied to execs (like runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProgram>,
+    /// poststart hooks, run after a successful start through `hook_helper`.
+    #[serde(default)]
+    pub poststart: Vec<HookSpec>,
+    /// poststop hooks, run by destroy through `hook_helper`.
+    #[serde(default)]
+    pub poststop: Vec<HookSpec>,
+    #[serde(default)]
+    pub hook_helper: PathBuf,
 }
 
 const STATE_FILE: &str = "state.json";
 
+/// The OCI spec version lxcri reports in its state.
+pub const OCI_VERSION: &str = "1.2.0";
+
 impl ContainerState {
+    /// The OCI state JSON (what hooks read on stdin and `state` prints).
+    pub fn oci_state(&self, status: &str, pid: i32) -> String {
+        oci_state_json(&self.id, status, pid, &self.bundle, &self.annotations)
+    }
+
     pub fn load(rundir: &Path) -> Result<ContainerState> {
         let p = rundir.join(STATE_FILE);
         let data = fs::read(&p).ctx("read", &p)?;
@@ -124,6 +153,72 @@ pub struct Container {
     init_pidfd: OwnedFd,
     /// The pty master of a process with a terminal, until taken.
     console: Option<OwnedFd>,
+    /// The LXC monitor is gone (the CLI ends it): execs cannot use liblxc.
+    detached: bool,
+}
+
+fn oci_state_json(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    let mut v = serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": id,
+        "status": status,
+        "bundle": bundle,
+        "annotations": annotations,
+    });
+    if pid > 0 {
+        v["pid"] = pid.into();
+    }
+    v.to_string()
+}
+
+/// Run one phase of hooks in the runtime's namespaces, through the `lxcri-hook`
+/// helper (never forked-and-waited here: a shim's reaper would take the exits).
+fn run_host_hooks(
+    helper: &Path,
+    phase: &str,
+    hooks: &[HookSpec],
+    state: &str,
+) -> std::result::Result<(), String> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let input = serde_json::to_vec(&HookRun {
+        phase: phase.to_string(),
+        hooks: hooks.to_vec(),
+        state: state.to_string(),
+    })
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(helper)
+        .env_clear()
+        .stdin(ProcStdio::piped())
+        .stdout(ProcStdio::piped())
+        .stderr(ProcStdio::inherit())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", helper.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, &input)
+            .map_err(|e| format!("write to {}: {e}", helper.display()))?;
+    }
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_end(&mut out)
+            .map_err(|e| format!("read from {}: {e}", helper.display()))?;
+    }
+    // In the shim the reaper may have collected it already (ECHILD): the result is
+    // what the helper wrote, not its exit status.
+    let _ = child.wait();
+    match serde_json::from_slice::<HookResult>(&out) {
+        Ok(HookResult { error: None }) => Ok(()),
+        Ok(HookResult { error: Some(e) }) => Err(e),
+        Err(_) => Err(format!("{phase} hooks: the hook helper died")),
+    }
 }
 
 /// containerd's id rule: letters and digits, with single `.`, `_` or `-` between.
@@ -315,7 +410,12 @@ impl Container {
             log_level: &cfg.log_level,
             host: spec::HostFeatures::detect(),
         };
-        let t = spec::translate(&spec, &ctx)?;
+        let mut t = spec::translate(&spec, &ctx)?;
+        spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;
+        if cfg.no_new_keyring {
+            t.lxc
+                .push("(runtime) no-new-keyring", "lxc.keyring.session", "0")?;
+        }
         let hierarchies = cgroup::hierarchies();
         if !cgroup::procs(&hierarchies, &t.cgroups.container).is_empty() {
             return Err(Error::Spec(crate::error::SpecError::new(
@@ -364,25 +464,63 @@ impl Container {
             id: id.to_string(),
             reason,
         };
-        let hello = rt_end
-            .recv_timeout::<InitMessage>(cfg.create_timeout)
-            .map_err(|e| {
-                fail(format!(
-                    "waiting for init: {e}; {}",
-                    log_tail(&partial.rundir)
-                ))
-            })?
-            .ok_or_else(|| {
-                fail(format!(
-                    "liblxc did not start the init: {}",
-                    log_tail(&partial.rundir)
-                ))
-            })?;
+        let recv = |what: &str| {
+            rt_end
+                .recv_timeout::<InitMessage>(cfg.create_timeout)
+                .map_err(|e| {
+                    fail(format!(
+                        "waiting for {what}: {e}; {}",
+                        log_tail(&partial.rundir)
+                    ))
+                })?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "liblxc did not start the init: {}",
+                        log_tail(&partial.rundir)
+                    ))
+                })
+        };
+        let annotations: BTreeMap<String, String> = spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let hook_helper = cfg.libexec_dir.join("lxcri-hook");
+        let mut hello = recv("init")?;
+        // With prestart/createRuntime/createContainer hooks, `lxcri-hook` runs as
+        // liblxc's mount hook (namespaces and mounts made, before pivot_root) and
+        // stops there: the runtime's hooks run now, then the container's.
+        let mut hook_pid = None;
+        if let InitMessage::HookPoint { pid } = hello.message {
+            hook_pid = Some(pid);
+            let creating = oci_state_json(id, "creating", pid, bundle, &annotations);
+            run_host_hooks(&hook_helper, "prestart", &t.hooks.prestart, &creating).map_err(fail)?;
+            run_host_hooks(
+                &hook_helper,
+                "createRuntime",
+                &t.hooks.create_runtime,
+                &creating,
+            )
+            .map_err(fail)?;
+            rt_end
+                .send(&RuntimeMessage::RunHooks {
+                    hooks: t.hooks.create_container.clone(),
+                    state: creating,
+                })
+                .map_err(|e| fail(format!("send hooks: {e}")))?;
+            match recv("createContainer hooks")?.message {
+                InitMessage::HooksDone => {}
+                InitMessage::Error { message } => return Err(fail(message)),
+                m => return Err(fail(format!("unexpected hook message {m:?}"))),
+            }
+            hello = recv("init")?;
+        }
         let init_pid = match (hello.message, hello.pid) {
-            (InitMessage::Hello, Some(pid)) if pid > 0 => pid,
+            (InitMessage::Hello, Some(pid)) if pid > 0 && hook_pid.unwrap_or(pid) == pid => pid,
             (m, pid) => {
                 return Err(fail(format!(
-                    "unexpected init message {m:?} from pid {pid:?}"
+                    "unexpected init message {m:?} from pid {pid:?} (hook pid {hook_pid:?})"
                 )))
             }
         };
@@ -398,9 +536,14 @@ impl Container {
                 .map_err(|source| Error::Sys { op: "dup", source })?,
         );
 
+        let mut init = t.init.clone();
+        init.hooks = InitHooks {
+            start_container: t.hooks.start_container.clone(),
+            start_state: oci_state_json(id, "created", init_pid, bundle, &annotations),
+        };
         rt_end
             .send(&RuntimeMessage::Setup {
-                spec: Box::new(t.init.clone()),
+                spec: Box::new(init),
             })
             .map_err(|e| fail(format!("send setup to init: {e}")))?;
         let console = match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
@@ -431,6 +574,11 @@ impl Container {
             monitor_cgroup: t.cgroups.monitor,
             hierarchies,
             created_cgroup_dirs: created,
+            annotations,
+            seccomp: t.init.process.seccomp.clone(),
+            poststart: t.hooks.poststart.clone(),
+            poststop: t.hooks.poststop.clone(),
+            hook_helper,
         };
         state.save()?;
         log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
@@ -442,6 +590,7 @@ impl Container {
             channel: Some(rt_end),
             init_pidfd,
             console,
+            detached: false,
         })
     }
 
@@ -455,8 +604,33 @@ impl Container {
         stdio: Stdio,
         on_helper: &mut dyn FnMut(u32),
     ) -> Result<Exec> {
+        self.exec_inner(cfg, process, stdio, on_helper, false)
+    }
+
+    /// Like [`Container::exec`], but the helper exits (0) once it has reported the
+    /// pid instead of waiting: the process is reparented to the caller's nearest
+    /// subreaper, which sees its exit status (the CLI's `exec --detach`).
+    pub fn exec_detached(
+        &self,
+        cfg: &RuntimeConfig,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+        on_helper: &mut dyn FnMut(u32),
+    ) -> Result<Exec> {
+        self.exec_inner(cfg, process, stdio, on_helper, true)
+    }
+
+    fn exec_inner(
+        &self,
+        cfg: &RuntimeConfig,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+        on_helper: &mut dyn FnMut(u32),
+        detach: bool,
+    ) -> Result<Exec> {
         let id = &self.state.id;
-        let spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        let mut spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        spec.seccomp = self.state.seccomp.clone();
         let (rt_end, helper_end) = Channel::pair().map_err(|source| Error::Sys {
             op: "socketpair",
             source,
@@ -478,6 +652,13 @@ impl Container {
         rt_end
             .send(&RuntimeMessage::Exec {
                 process: Box::new(spec),
+                detach,
+                init_pid: self.detached.then_some(self.state.init_pid),
+                cgroup_procs: if self.detached {
+                    cgroup::procs_files(&self.state.hierarchies, &self.state.cgroup)
+                } else {
+                    Vec::new()
+                },
             })
             .map_err(|e| fail(format!("send to the attach helper: {e}")))?;
         let reply = rt_end
@@ -532,32 +713,14 @@ impl Container {
             })?;
         drop(w);
         drop(ch);
-        let mut f = fs::File::from(r);
-        let deadline = Instant::now() + timeout;
-        let mut msg = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            wait_readable(f.as_fd(), left)
-                .map_err(|_| Error::Timeout(format!("start of {}", self.state.id)))?;
-            let mut buf = [0u8; 4096];
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => msg.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::Sys {
-                        op: "read exec status",
-                        source: e,
-                    })
-                }
-            }
-        }
+        let msg = read_exec_result(r, &self.state.id, timeout)?;
         log::info!(
             "started container id={} exec_ok={}",
             self.state.id,
-            msg.is_empty()
+            msg.is_none()
         );
-        Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
+        run_poststart(&self.state, &msg);
+        Ok(msg)
     }
 
     /// Send a signal to the container's init.
@@ -662,6 +825,15 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
     for (d, e) in &errors {
         log::warn!("remove cgroup dir {}: {e}", d.display());
     }
+    // The rundir goes after the hooks: a poststop hook may still look at the state.
+    if let Err(e) = run_host_hooks(
+        &state.hook_helper,
+        "poststop",
+        &state.poststop,
+        &state.oci_state("stopped", 0),
+    ) {
+        log::warn!("container id={}: {e}", state.id);
+    }
     remove_rundir(&state.rundir)
 }
 
@@ -738,6 +910,144 @@ impl Partial {
     }
 }
 
+/// The name of the listening socket of a detached init in its runtime dir.
+pub const INIT_SOCKET: &str = "init.sock";
+
+/// The CLI path, where every command is a new process: the process that created
+/// the container ends, so the barrier moves from the init channel to a listening
+/// socket in the runtime dir, and later commands rebuild a handle from the state.
+impl Container {
+    /// Hand the barrier over to a listening socket at `<rundir>/init.sock`: the init
+    /// clears its parent-death signal (so that ending the LXC monitor does not kill
+    /// it) and then waits there for [`start_detached`]. Only for a created container.
+    pub fn detach_init(&mut self, timeout: Duration) -> Result<()> {
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+        let id = self.state.id.clone();
+        let ch = self.channel.take().ok_or_else(|| Error::InvalidState {
+            id: id.clone(),
+            status: "started".into(),
+            expected: "created",
+        })?;
+        let path = self.state.rundir.join(INIT_SOCKET);
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(sys("socket"))?;
+        let addr = nix::sys::socket::UnixAddr::new(&path).ctx("socket address", &path)?;
+        bind(listener.as_raw_fd(), &addr).ctx("bind", &path)?;
+        listen(&listener, Backlog::new(4).map_err(sys("listen"))?).ctx("listen", &path)?;
+        let fail = |reason: String| Error::StartFailed {
+            id: id.clone(),
+            reason,
+        };
+        ch.send_with_fd(&RuntimeMessage::Detach, listener.as_fd())
+            .map_err(|e| fail(format!("detach the init: {e}")))?;
+        match ch.recv_timeout::<InitMessage>(timeout) {
+            Ok(Some(r)) if r.message == InitMessage::Detached => {
+                self.detached = true;
+                Ok(())
+            }
+            Ok(Some(r)) => Err(fail(format!("detach the init: {:?}", r.message))),
+            Ok(None) => Err(fail("the init exited while detaching".into())),
+            Err(e) => Err(fail(format!("detach the init: {e}"))),
+        }
+    }
+
+    /// A handle on a created (detached) or running container, rebuilt from its
+    /// persisted state by another process than its creator. Fails with
+    /// [`Error::NotRunning`] when the init recorded in the state is gone.
+    pub fn from_state(state: ContainerState) -> Result<Container> {
+        let gone = || Error::NotRunning(state.id.clone());
+        let init_pidfd = pidfd_open(state.init_pid).map_err(|_| gone())?;
+        // The pidfd pins the process: if it is the one that started at the
+        // recorded time now, signals through the pidfd reach it and no other.
+        if !is_alive(state.init_pid, state.init_start_time) {
+            return Err(gone());
+        }
+        Ok(Container {
+            state,
+            channel: None,
+            init_pidfd,
+            console: None,
+            detached: true,
+        })
+    }
+}
+
+/// Release a detached init (see [`Container::detach_init`]) from the barrier: the
+/// CLI's `start`. Returns like [`Container::start`].
+pub fn start_detached(state: &ContainerState, timeout: Duration) -> Result<Option<String>> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType};
+    let path = state.rundir.join(INIT_SOCKET);
+    let fail = |reason: String| Error::StartFailed {
+        id: state.id.clone(),
+        reason,
+    };
+    let conn = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("socket"))?;
+    let addr = nix::sys::socket::UnixAddr::new(&path).ctx("socket address", &path)?;
+    connect(conn.as_raw_fd(), &addr)
+        .map_err(|e| fail(format!("the init does not wait at {}: {e}", path.display())))?;
+    let ch = Channel::from(conn);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    ch.send_with_fd(&RuntimeMessage::Start, w.as_fd())
+        .map_err(|e| fail(format!("init is gone: {e}")))?;
+    drop(w);
+    drop(ch);
+    let msg = read_exec_result(r, &state.id, timeout)?;
+    log::info!(
+        "started container id={} exec_ok={}",
+        state.id,
+        msg.is_none()
+    );
+    run_poststart(state, &msg);
+    Ok(msg)
+}
+
+/// poststart hooks, after a start whose exec succeeded (`exec_error` is None); a
+/// failure is logged, as OCI says.
+fn run_poststart(state: &ContainerState, exec_error: &Option<String>) {
+    if exec_error.is_some() {
+        return;
+    }
+    let st = state.oci_state("running", state.init_pid);
+    if let Err(e) = run_host_hooks(&state.hook_helper, "poststart", &state.poststart, &st) {
+        log::warn!("container id={}: {e}", state.id);
+    }
+}
+
+/// Read the init's exec result pipe to its end: empty means the exec succeeded.
+fn read_exec_result(r: OwnedFd, id: &str, timeout: Duration) -> Result<Option<String>> {
+    let mut f = fs::File::from(r);
+    let deadline = Instant::now() + timeout;
+    let mut msg = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        wait_readable(f.as_fd(), left).map_err(|_| Error::Timeout(format!("start of {id}")))?;
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => msg.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    op: "read exec status",
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,6 +1088,11 @@ mod tests {
             monitor_cgroup: "lxcri.monitor/default/x".into(),
             hierarchies: vec!["/sys/fs/cgroup/memory".into()],
             created_cgroup_dirs: vec![],
+            annotations: [("a".to_string(), "b".to_string())].into(),
+            seccomp: None,
+            poststart: vec![],
+            poststop: vec![],
+            hook_helper: "/usr/local/libexec/lxcri/lxcri-hook".into(),
         };
         s.save().unwrap();
         assert_eq!(ContainerState::load(d.path()).unwrap(), s);

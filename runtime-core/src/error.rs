@@ -39,6 +39,9 @@ pub enum Error {
     AlreadyExists(String),
     #[error("container {0} does not exist")]
     NotFound(String),
+    /// The container's init is gone (the CLI's commands on a stopped container).
+    #[error("container {0} is not running")]
+    NotRunning(String),
     #[error("container {id} is {status}, expected {expected}")]
     InvalidState {
         id: String,

@@ -9,5 +9,7 @@ pub mod lxcconf;
 pub mod spec;
 pub mod sys;
 
-pub use container::{destroy, Container, ContainerState, Exec, RuntimeConfig, Stdio};
+pub use container::{
+    destroy, start_detached, Container, ContainerState, Exec, RuntimeConfig, Stdio, INIT_SOCKET,
+};
 pub use error::{Error, Result, SpecError};

@@ -33,9 +33,14 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
         return Err("usage: lxcri-attach NAME LXCPATH LOG".into());
     };
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let process = match ch.recv::<RuntimeMessage>() {
+    let (process, detach, init_pid, cgroup_procs) = match ch.recv::<RuntimeMessage>() {
         Ok(Some(r)) => match r.message {
-            RuntimeMessage::Exec { process } => *process,
+            RuntimeMessage::Exec {
+                process,
+                detach,
+                init_pid,
+                cgroup_procs,
+            } => (*process, detach, init_pid, cgroup_procs),
             m => return Err(format!("unexpected message {m:?}")),
         },
         Ok(None) => return Err("the runtime closed the channel".into()),
@@ -67,7 +72,10 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
         let _ = f.write_all(message.as_bytes());
         code
     };
-    let pid = c.attach(&mut payload).map_err(|e| e.to_string())?;
+    let pid = match init_pid {
+        None => c.attach(&mut payload).map_err(|e| e.to_string())?,
+        Some(init) => attach_setns(init, &cgroup_procs, &mut payload)?,
+    };
     drop(w);
     drop(console_tx);
     let mut console = None;
@@ -93,6 +101,10 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
         _ => ch.send(&reply),
     };
     drop(console);
+    if detach {
+        // The process is reparented to our caller's subreaper, which reaps it.
+        return Ok(0);
+    }
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -101,6 +113,65 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("wait for {pid}: {e}")),
         }
+    }
+}
+
+/// Attach without liblxc (no LXC monitor to ask): join the container's cgroups
+/// (our child inherits them), every namespace of its init that differs from ours
+/// (one `setns` on a pidfd), and fork the process, which the pid namespace only
+/// takes for children. Returns the child's host pid.
+fn attach_setns(
+    init_pid: i32,
+    cgroup_procs: &[String],
+    payload: &mut dyn FnMut() -> i32,
+) -> Result<i32, String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id().to_string();
+    for p in cgroup_procs {
+        std::fs::write(p, &me).map_err(|e| format!("join cgroup {p}: {e}"))?;
+    }
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, init_pid, 0) };
+    if pidfd < 0 {
+        return Err(format!(
+            "pidfd_open {init_pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    let pidfd =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) };
+    let mut flags = 0;
+    for (ns, flag) in [
+        ("mnt", libc::CLONE_NEWNS),
+        ("uts", libc::CLONE_NEWUTS),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+    ] {
+        let theirs = std::fs::metadata(format!("/proc/{init_pid}/ns/{ns}"))
+            .map_err(|e| format!("namespace {ns} of {init_pid}: {e}"))?;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{ns}"))
+            .map_err(|e| format!("own namespace {ns}: {e}"))?;
+        if theirs.ino() != ours.ino() || theirs.dev() != ours.dev() {
+            flags |= flag;
+        }
+    }
+    // SAFETY: setns on a valid pidfd with namespace flags; this process is
+    // single-threaded, as joining a mount namespace requires.
+    if unsafe { libc::setns(pidfd.as_raw_fd(), flags) } < 0 {
+        return Err(format!(
+            "join the namespaces of {init_pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    drop(pidfd);
+    // SAFETY: this helper is single-threaded; the child only runs the payload
+    // (process setup and execve) and exits.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => exit(payload()),
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::exit;
 
 use lxcri_libexec::channel::Channel;
+use lxcri_libexec::hooks::run_hooks;
 use lxcri_libexec::process::SETUP_FAILED as INIT_FAILED;
 use lxcri_libexec::proto::{
     DeviceKind, DeviceNode, InitMessage, InitSpec, RuntimeMessage, INIT_CHANNEL_FD, INIT_EXE_FD,
@@ -66,15 +67,60 @@ fn main() {
     let result_pipe = match ch.recv::<RuntimeMessage>() {
         Ok(Some(r)) => match (r.message, r.fds.into_iter().next()) {
             (RuntimeMessage::Start, Some(fd)) => fd,
+            (RuntimeMessage::Detach, Some(listener)) => {
+                detach(&ch);
+                drop(ch);
+                wait_start(&listener)
+            }
             (m, _) => fail(&format!("unexpected message {m:?}")),
         },
         Ok(None) => exit(INIT_FAILED),
         Err(e) => fail(&format!("receive start: {e}")),
     };
-    drop(ch);
+    let h = &spec.hooks;
+    if let Err(message) = run_hooks("startContainer", &h.start_container, &h.start_state, &[]) {
+        report(result_pipe, &message);
+        exit(INIT_FAILED)
+    }
     let (code, message) = lxcri_libexec::process::become_process(&spec.process);
     report(result_pipe, &message);
     exit(code)
+}
+
+/// The CLI's create ends the LXC monitor once the init is at the barrier, so that
+/// the init is reparented to the caller's subreaper (conmon, a containerd shim):
+/// liblxc made SIGKILL our parent-death signal, which must go first.
+fn detach(ch: &Channel) {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(None) {
+        let _ = ch.send(&InitMessage::Error {
+            message: format!("clear the parent-death signal: {e}"),
+        });
+        fail(&format!("clear the parent-death signal: {e}"));
+    }
+    if let Err(e) = ch.send(&InitMessage::Detached) {
+        fail(&format!("detached: {e}"));
+    }
+}
+
+/// Accept connections on the CLI's listening socket until one brings Start with
+/// the result pipe. A connection that closes without it (a `start` that died) is
+/// dropped and the init keeps waiting.
+fn wait_start(listener: &OwnedFd) -> OwnedFd {
+    use std::os::fd::AsRawFd;
+    loop {
+        let conn = match nix::sys::socket::accept(listener.as_raw_fd()) {
+            Ok(fd) => fd,
+            Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
+            Err(e) => fail(&format!("accept start: {e}")),
+        };
+        // SAFETY: accept just returned this fd; nothing else owns it.
+        let conn = Channel::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) });
+        if let Ok(Some(r)) = conn.recv::<RuntimeMessage>() {
+            if let (RuntimeMessage::Start, Some(fd)) = (r.message, r.fds.into_iter().next()) {
+                return fd;
+            }
+        }
+    }
 }
 
 /// Tell the runtime and the container's stderr why the exec failed.

@@ -5,11 +5,13 @@
 //! error naming the field, never silently ignored.
 
 pub mod devices;
+pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod root;
+pub mod seccomp;
 pub mod security;
 pub mod sysctl;
 
@@ -45,6 +47,7 @@ pub struct Translation {
     pub init: InitSpec,
     pub cgroups: Cgroups,
     pub rootfs: PathBuf,
+    pub hooks: hooks::Hooks,
 }
 
 /// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
@@ -79,7 +82,6 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
         return Ok(());
     };
     let set = [
-        ("linux.seccomp", l.seccomp().is_some()),
         ("linux.memoryPolicy", l.memory_policy().is_some()),
         (
             "linux.netDevices",
@@ -92,48 +94,11 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
     }
 }
 
-fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
-    let Some(h) = spec.hooks().as_ref() else {
-        return Ok(());
-    };
-    #[allow(deprecated)]
-    let set = [
-        (
-            "hooks.prestart",
-            h.prestart().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.createRuntime",
-            h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.createContainer",
-            h.create_container().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.startContainer",
-            h.start_container().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.poststart",
-            h.poststart().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.poststop",
-            h.poststop().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-    ];
-    match set.iter().find(|(_, s)| *s) {
-        Some((f, _)) => Err(SpecError::unsupported(*f)),
-        None => Ok(()),
-    }
-}
-
 /// Translate a whole spec.
 pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     check_version(spec.version())?;
     check_unsupported_linux(spec)?;
-    check_hooks(spec)?;
+    let hooks = hooks::translate(spec)?;
     let mut lxc = LxcConfig::new();
     let log = ctx.rundir.join("lxc.log");
     lxc.push("(runtime)", "lxc.log.file", log.to_string_lossy())?;
@@ -174,6 +139,9 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         ..Default::default()
     };
     if let Some(l) = spec.linux().as_ref() {
+        if let Some(s) = l.seccomp() {
+            init.process.seccomp = Some(seccomp::translate(s)?);
+        }
         init.masked_paths = check_paths(
             "linux.maskedPaths",
             l.masked_paths().as_deref().unwrap_or_default(),
@@ -196,6 +164,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         init,
         cgroups,
         rootfs,
+        hooks,
     })
 }
 
@@ -254,11 +223,6 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.netDevices");
-        let s: Spec = serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2", "root": {"path": "/"}, "hooks": {"prestart": [{"path": "/bin/true"}]}
-        }))
-        .unwrap();
-        assert_eq!(translate(&s, &ctx).unwrap_err().field, "hooks.prestart");
         let s: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "root": {"path": "/"}, "process": {"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "linux": {"namespaces": [{"type": "mount"}]}

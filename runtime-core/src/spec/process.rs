@@ -221,6 +221,8 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
             let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
             (clamp(b.height()), clamp(b.width()))
         }),
+        // The container's filter (linux.seccomp), set by the caller.
+        seccomp: None,
     })
 }
 

@@ -370,7 +370,8 @@ fn memory(e: &mut Emitter, m: &LinuxMemory) -> Result<(), SpecError> {
 
 fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
     const F: &str = "linux.resources.cpu";
-    if let Some(s) = c.shares() {
+    // Zero means unset for these, as in runc (nerdctl and CRI send zeros).
+    if let Some(s) = c.shares().filter(|s| *s != 0) {
         let v = match e.layout {
             Layout::V1 => s.to_string(),
             Layout::V2 => shares_to_weight(s).to_string(),
@@ -384,7 +385,7 @@ fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
     }
     match e.layout {
         Layout::V1 => {
-            if let Some(p) = c.period() {
+            if let Some(p) = c.period().filter(|p| *p != 0) {
                 e.set(
                     &format!("{F}.period"),
                     Some("cpu.cfs_period_us"),
@@ -392,7 +393,7 @@ fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
                     p.to_string(),
                 )?;
             }
-            if let Some(q) = c.quota() {
+            if let Some(q) = c.quota().filter(|q| *q != 0) {
                 e.set(
                     &format!("{F}.quota"),
                     Some("cpu.cfs_quota_us"),
@@ -402,13 +403,13 @@ fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
             }
         }
         Layout::V2 => {
-            if c.quota().is_some() || c.period().is_some() {
+            if c.quota().is_some_and(|q| q != 0) || c.period().is_some_and(|p| p != 0) {
                 let q = c
                     .quota()
                     .filter(|q| *q > 0)
                     .map(|q| q.to_string())
                     .unwrap_or("max".into());
-                let p = c.period().unwrap_or(100_000);
+                let p = c.period().filter(|p| *p != 0).unwrap_or(100_000);
                 e.set(
                     &format!("{F}.quota"),
                     None,
@@ -427,7 +428,7 @@ fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
         )?;
     }
     // The period first: the kernel checks the runtime against it.
-    if let Some(p) = c.realtime_period() {
+    if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
         e.set(
             &format!("{F}.realtimePeriod"),
             Some("cpu.rt_period_us"),
@@ -435,7 +436,7 @@ fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
             p.to_string(),
         )?;
     }
-    if let Some(r) = c.realtime_runtime() {
+    if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
         e.set(
             &format!("{F}.realtimeRuntime"),
             Some("cpu.rt_runtime_us"),
@@ -783,6 +784,18 @@ lxc.cgroup2.pids.max = 100
         );
     }
 
+    /// nerdctl and CRI send zeros for unset cpu fields: runc writes nothing.
+    #[test]
+    fn zero_cpu_fields_are_unset() {
+        let r = serde_json::json!({"cpu": {"shares": 0, "quota": 0, "period": 0,
+                                           "realtimePeriod": 0, "realtimeRuntime": 0}});
+        assert_eq!(
+            limits_of(r.clone(), Layout::V1).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(limits_of(r, Layout::V2).unwrap(), Vec::<String>::new());
+    }
+
     #[test]
     fn weight_conversion_matches_runc() {
         assert_eq!(shares_to_weight(2), 1);
@@ -834,7 +847,6 @@ lxc.cgroup2.pids.max = 100
                 "cpu.cfs_quota_us = 20000",
                 "cpu.cfs_burst_us = 1000",
                 "cpu.rt_period_us = 1000000",
-                "cpu.rt_runtime_us = 0",
                 "cpuset.cpus = 0",
                 "cpuset.mems = 0",
                 "cpu.idle = 1",

@@ -1,0 +1,655 @@
+//! The `lxcri` CLI, command by command, with a busybox bundle and a private
+//! `--root`. The test process plays conmon: a child subreaper that reaps the
+//! container's init and execs (their pids come from `--pid-file`).
+
+use anyhow::{ensure, Context, Result};
+use lxcri_integration::cli::{CliEnv, Subreaper, LXCRI};
+use serde_json::Value;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+fn check(r: Result<()>) {
+    if let Err(e) = r {
+        panic!("{e:#}");
+    }
+}
+
+const LOOP_TRAP_TERM: &[&str] = &[
+    "sh",
+    "-c",
+    "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
+];
+
+fn ppid(pid: i32) -> Option<i32> {
+    lxcri_integration::procfs::ppid(pid)
+}
+
+#[test]
+fn lifecycle() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("life");
+        let b = env.bundle("life", LOOP_TRAP_TERM, |v| {
+            v["annotations"] = serde_json::json!({"org.example/key": "value"});
+        })?;
+        let pidfile = env.dir.path().join("pid");
+        env.lxcri_ok(&[
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+        ])?;
+        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        let s = env.state(&id)?;
+        ensure!(s["status"] == "created", "{s}");
+        ensure!(s["pid"] == pid, "state pid = pid file: {s}");
+        ensure!(s["bundle"] == b.to_str().unwrap(), "{s}");
+        ensure!(s["annotations"]["org.example/key"] == "value", "{s}");
+        // The container's init itself is ours (the subreaper's) now: the monitor
+        // is gone and the pid file names the real init.
+        ensure!(
+            ppid(pid) == Some(std::process::id() as i32),
+            "init reparented"
+        );
+        let out = env.lxcri(&["start", &id])?;
+        ensure!(out.code == 0, "{out}");
+        env.wait_status(&id, "running")?;
+        let out = env.lxcri(&["start", &id])?;
+        ensure!(out.code != 0 && out.stderr.contains("running"), "{out}");
+        let out = env.lxcri(&["exec", &id, "sh", "-c", "echo out; exit 5"])?;
+        ensure!(out.code == 5 && out.stdout == "out\n", "{out}");
+        let out = env.lxcri(&["delete", &id])?;
+        ensure!(out.code != 0 && out.stderr.contains("not stopped"), "{out}");
+        env.lxcri_ok(&["kill", &id])?;
+        ensure!(
+            reaper.wait(pid, Duration::from_secs(10))? == 7,
+            "exit status 7"
+        );
+        let s = env.wait_status(&id, "stopped")?;
+        ensure!(s["pid"] == 0, "{s}");
+        let out = env.lxcri(&["kill", &id, "KILL"])?;
+        ensure!(
+            out.code == 1 && out.stderr.contains("container not running"),
+            "{out}"
+        );
+        env.lxcri_ok(&["delete", &id])?;
+        for cmd in [
+            &["state", &id][..],
+            &["kill", &id],
+            &["start", &id],
+            &["delete", &id],
+        ] {
+            let out = env.lxcri(cmd)?;
+            ensure!(
+                out.code == 1 && out.stderr.contains("container does not exist"),
+                "{cmd:?}: {out}"
+            );
+        }
+        env.lxcri_ok(&["delete", "--force", &id])?;
+        drop(reaper);
+        env.finish()
+    })());
+}
+
+#[test]
+fn errors_version_and_log() {
+    check((|| {
+        let env = CliEnv::new()?;
+        let out = env.lxcri(&["nosuchcommand"])?;
+        ensure!(out.code != 0 && out.stderr.contains("Usage"), "{out}");
+        let out = env.lxcri(&["create", "--nosuchflag", "x"])?;
+        ensure!(out.code != 0 && out.stderr.contains("Usage"), "{out}");
+        let out = env.lxcri(&["kill", "nope", "NOSIG"])?;
+        ensure!(
+            out.code == 1 && out.stderr.contains("invalid signal"),
+            "{out}"
+        );
+        let out = env.lxcri_ok(&["--version"])?;
+        let first = out.stdout.lines().next().unwrap_or_default();
+        ensure!(first.starts_with("lxcri version "), "{out}");
+        ensure!(
+            out.stdout.contains("liblxc: 5.") && out.stdout.contains("spec: 1."),
+            "{out}"
+        );
+        let log = env.dir.path().join("log.json");
+        let out = env.lxcri(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "kill",
+            "nope",
+        ])?;
+        ensure!(
+            out.code == 1 && out.stderr.contains("container does not exist"),
+            "{out}"
+        );
+        let text = fs::read_to_string(&log)?;
+        let last: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+            .with_context(|| format!("JSON log line: {text}"))?;
+        ensure!(last["level"] == "error", "{last}");
+        ensure!(last["msg"] == "container does not exist", "{last}");
+        ensure!(
+            last["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{last}"
+        );
+        // CRI-O's and containerd's global flags are accepted.
+        let out = env.lxcri(&["--systemd-cgroup", "--debug", "list", "-q"])?;
+        ensure!(out.code == 0 && out.stdout.is_empty(), "{out}");
+        env.finish()
+    })());
+}
+
+#[test]
+fn run_foreground_and_detached() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let id = env.id("run");
+        let b = env.bundle("run", &["sh", "-c", "echo hello; exit 3"], |_| {})?;
+        let out = env.lxcri(&["run", "--bundle", b.to_str().unwrap(), &id])?;
+        ensure!(out.code == 3 && out.stdout == "hello\n", "{out}");
+        let out = env.lxcri(&["state", &id])?;
+        ensure!(out.stderr.contains("does not exist"), "run deletes: {out}");
+        let b2 = env.bundle("run2", &["nosuchbinary"], |_| {})?;
+        let out = env.lxcri(&["run", "-b", b2.to_str().unwrap(), &id])?;
+        ensure!(
+            out.code == 1 && out.stderr.contains("executable file not found in $PATH"),
+            "{out}"
+        );
+        let b3 = env.bundle("run3", &["/bin/nope"], |_| {})?;
+        let out = env.lxcri(&["create", "-b", b3.to_str().unwrap(), &id])?;
+        ensure!(out.stderr.contains("no such file or directory"), "{out}");
+        // A terminal without a console socket: lxcri holds the pty and copies.
+        let b6 = env.bundle("run6", &["sh", "-c", "tty; exit 4"], |v| {
+            v["process"]["terminal"] = Value::Bool(true);
+        })?;
+        let out = env.lxcri(&["run", "-b", b6.to_str().unwrap(), &id])?;
+        ensure!(out.code == 4 && out.stdout.contains("/dev/pts/0"), "{out}");
+
+        // Signals to a foreground run reach the container's init.
+        let b5 = env.bundle("run5", LOOP_TRAP_TERM, |_| {})?;
+        let mut fg = std::process::Command::new(LXCRI)
+            .args([
+                "--root",
+                env.root.to_str().unwrap(),
+                "run",
+                "-b",
+                b5.to_str().unwrap(),
+                &id,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        env.wait_status(&id, "running")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(fg.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let code = lxcri_integration::cmd::wait_timeout(&mut fg, Duration::from_secs(10));
+        ensure!(code == Some(7), "forwarded TERM, trapped: {code:?}");
+
+        let reaper = Subreaper::new()?;
+        let b4 = env.bundle("run4", &["sleep", "30"], |_| {})?;
+        let pidfile = env.dir.path().join("pid");
+        env.lxcri_ok(&[
+            "run",
+            "-d",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            "-b",
+            b4.to_str().unwrap(),
+            &id,
+        ])?;
+        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        env.wait_status(&id, "running")?;
+        env.lxcri_ok(&["delete", "-f", &id])?;
+        ensure!(
+            reaper.wait(pid, Duration::from_secs(10))? == 137,
+            "SIGKILLed"
+        );
+        drop(reaper);
+        env.finish()
+    })());
+}
+
+/// Receive one fd sent with SCM_RIGHTS on a connection to `listener`.
+fn recv_fd(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        anyhow::ensure!(
+            poll(&mut fds, PollTimeout::from(10_000u16))? == 1,
+            "nothing connected to the console socket"
+        );
+    }
+    let (conn, _) = listener.accept()?;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed this fd for us.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    anyhow::bail!("no fd received")
+}
+
+/// Read from a pty master until `want` shows up or EIO/timeout.
+fn read_until(master: &OwnedFd, want: &str) -> Result<String> {
+    let mut f = fs::File::from(master.try_clone()?);
+    let mut got = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !got.contains(want) && std::time::Instant::now() < deadline {
+        lxcri_libexec_wait(master)?;
+        let mut buf = [0u8; 1024];
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    Ok(got)
+}
+
+fn lxcri_libexec_wait(fd: &OwnedFd) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::from(10_000u16))?;
+    Ok(())
+}
+
+#[test]
+fn terminals_and_exec() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("tty");
+        let b = env.bundle("tty", &["sh", "-c", "tty; stty size; sleep 30"], |v| {
+            v["process"]["terminal"] = Value::Bool(true);
+            v["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 101});
+        })?;
+        let sock = env.dir.path().join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock)?;
+        let out = env.lxcri(&["create", "-b", b.to_str().unwrap(), &id])?;
+        ensure!(
+            out.code != 0 && out.stderr.contains("console socket"),
+            "{out}"
+        );
+        env.lxcri_ok(&[
+            "create",
+            "-b",
+            b.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+        ])?;
+        let master = recv_fd(&listener)?;
+        env.lxcri_ok(&["start", &id])?;
+        let got = read_until(&master, "33 101")?;
+        ensure!(
+            got.contains("/dev/pts/0") && got.contains("33 101"),
+            "{got:?}"
+        );
+
+        // exec --detach --pid-file: the process is ours (the subreaper's) and
+        // carries its own exit status.
+        let epid = env.dir.path().join("epid");
+        env.lxcri_ok(&[
+            "exec",
+            "-d",
+            "--pid-file",
+            epid.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "sleep 0.3; exit 9",
+        ])?;
+        let pid: i32 = fs::read_to_string(&epid)?.trim().parse()?;
+        ensure!(
+            reaper.wait(pid, Duration::from_secs(10))? == 9,
+            "exec exit 9"
+        );
+
+        // exec --process with a terminal over a console socket, cwd, env, user.
+        let proc_file = env.dir.path().join("process.json");
+        fs::write(
+            &proc_file,
+            serde_json::to_vec(&serde_json::json!({
+                "terminal": true,
+                "consoleSize": {"height": 12, "width": 34},
+                "user": {"uid": 1000, "gid": 1000, "additionalGids": [2000]},
+                "args": ["sh", "-c", "stty size; id; pwd; echo $FOO"],
+                "env": ["PATH=/bin", "FOO=bar"],
+                "cwd": "/tmp",
+            }))?,
+        )?;
+        env.lxcri_ok(&[
+            "exec",
+            "-d",
+            "--pid-file",
+            epid.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--process",
+            proc_file.to_str().unwrap(),
+            &id,
+        ])?;
+        let m2 = recv_fd(&listener)?;
+        let got = read_until(&m2, "bar")?;
+        ensure!(
+            got.contains("12 34")
+                && got.contains("uid=1000")
+                && got.contains("2000")
+                && got.contains("/tmp")
+                && got.contains("bar"),
+            "{got:?}"
+        );
+        let pid: i32 = fs::read_to_string(&epid)?.trim().parse()?;
+        ensure!(reaper.wait(pid, Duration::from_secs(10))? == 0);
+        // Flags instead of a process file.
+        let out = env.lxcri(&[
+            "exec",
+            "--cwd",
+            "/etc",
+            "-e",
+            "A=1",
+            "-u",
+            "1000:1000",
+            "--additional-gids",
+            "3000",
+            "--cap",
+            "CAP_NET_RAW",
+            "--no-new-privs",
+            &id,
+            "sh",
+            "-c",
+            "pwd; echo $A; id; grep NoNewPrivs /proc/self/status",
+        ])?;
+        ensure!(
+            out.code == 0
+                && out.stdout.contains("/etc\n1\nuid=1000")
+                && out.stdout.contains("3000")
+                && out.stdout.contains("NoNewPrivs:\t1"),
+            "{out}"
+        );
+        let out = env.lxcri(&["exec", "-t", &id, "sh", "-c", "tty; exit 6"])?;
+        ensure!(out.code == 6 && out.stdout.contains("/dev/pts/"), "{out}");
+        let out = env.lxcri(&["exec", &id, "nosuch"])?;
+        ensure!(
+            out.code != 0 && out.stderr.contains("executable file not found"),
+            "{out}"
+        );
+        env.lxcri_ok(&["delete", "--force", &id])?;
+        drop(reaper);
+        env.finish()
+    })());
+}
+
+#[test]
+fn pause_ps_events_update_kill_all() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("ops");
+        let b = env.bundle("ops", &["sh", "-c", "sleep 100 & sleep 100 & wait"], |_| {})?;
+        let pidfile = env.dir.path().join("pid");
+        env.lxcri_ok(&[
+            "create",
+            "-b",
+            b.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+        ])?;
+        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        env.lxcri_ok(&["start", &id])?;
+        env.wait_status(&id, "running")?;
+        env.lxcri_ok(&["pause", &id])?;
+        env.wait_status(&id, "paused")?;
+        let out = env.lxcri(&["pause", &id])?;
+        ensure!(out.code != 0, "{out}");
+        env.lxcri_ok(&["resume", &id])?;
+        env.wait_status(&id, "running")?;
+        let out = env.lxcri(&["resume", &id])?;
+        ensure!(out.code != 0 && out.stderr.contains("not paused"), "{out}");
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let pids = loop {
+            let out = env.lxcri_ok(&["ps", "--format", "json", &id])?;
+            let pids: Vec<i32> = serde_json::from_str(&out.stdout)?;
+            if pids.len() >= 3 || std::time::Instant::now() > deadline {
+                break pids;
+            }
+        };
+        ensure!(pids.contains(&pid) && pids.len() == 3, "{pids:?}");
+        let out = env.lxcri_ok(&["ps", &id])?;
+        ensure!(
+            out.stdout.starts_with("UID")
+                && out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.ends_with("sleep 100"))
+                    .count()
+                    == 2,
+            "{out}"
+        );
+
+        let out = env.lxcri_ok(&["events", "--stats", &id])?;
+        let ev: Value = serde_json::from_str(&out.stdout)?;
+        ensure!(ev["type"] == "stats" && ev["id"] == id.as_str(), "{ev}");
+        ensure!(ev["data"]["pids"]["current"] == 3, "{ev}");
+        ensure!(
+            ev["data"]["memory"]["usage"]["usage"].as_u64() > Some(0),
+            "{ev}"
+        );
+        // events without --stats streams until the container stops.
+        let mut stream = std::process::Command::new(LXCRI)
+            .args([
+                "--root",
+                env.root.to_str().unwrap(),
+                "events",
+                "--interval",
+                "100ms",
+                &id,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+
+        // update --resources - (CRI-O's call) and the individual flags.
+        let st: Value = serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json"))?)?;
+        let cg = st["cgroup"].as_str().unwrap_or_default().to_string();
+        let mut cmd = std::process::Command::new(LXCRI);
+        cmd.args([
+            "--root",
+            env.root.to_str().unwrap(),
+            "update",
+            "--resources",
+            "-",
+            &id,
+        ]);
+        let out = lxcri_integration::cmd::run(
+            &mut cmd,
+            Some(br#"{"pids":{"limit":42}}"#),
+            Duration::from_secs(30),
+        )?;
+        ensure!(out.code == 0, "{out}");
+        let pids_max = find_cgroup_file(&cg, "pids.max")?;
+        ensure!(fs::read_to_string(&pids_max)?.trim() == "42");
+        env.lxcri_ok(&["update", "--pids-limit", "43", "--memory", "67108864", &id])?;
+        ensure!(fs::read_to_string(&pids_max)?.trim() == "43");
+        let mem = find_cgroup_file(&cg, "memory.limit_in_bytes")
+            .or_else(|_| find_cgroup_file(&cg, "memory.max"))?;
+        ensure!(fs::read_to_string(&mem)?.trim() == "67108864");
+
+        // kill --all reaches every process; the init (sh waiting) goes last.
+        env.lxcri_ok(&["kill", "--all", &id, "9"])?;
+        ensure!(reaper.wait(pid, Duration::from_secs(10))? == 137);
+        env.wait_status(&id, "stopped")?;
+        let status = lxcri_integration::cmd::wait_timeout(&mut stream, Duration::from_secs(10));
+        ensure!(
+            status == Some(0),
+            "events ends with the container: {status:?}"
+        );
+        let mut lines = String::new();
+        std::io::Read::read_to_string(&mut stream.stdout.take().unwrap(), &mut lines)?;
+        ensure!(
+            lines.lines().count() >= 1 && lines.contains("\"stats\""),
+            "{lines}"
+        );
+        env.lxcri_ok(&["delete", &id])?;
+        drop(reaper);
+        env.finish()
+    })());
+}
+
+fn find_cgroup_file(rel: &str, name: &str) -> Result<std::path::PathBuf> {
+    for root in lxcri_integration::procfs::cgroup_roots() {
+        let p = root.join(rel).join(name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!("no {name} for cgroup {rel}")
+}
+
+#[test]
+fn list_features_spec() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let (a, b) = (env.id("la"), env.id("lb"));
+        let bundle = env.bundle("list", &["sleep", "30"], |_| {})?;
+        env.lxcri_ok(&["create", "-b", bundle.to_str().unwrap(), &a])?;
+        env.lxcri_ok(&["create", "-b", bundle.to_str().unwrap(), &b])?;
+        env.lxcri_ok(&["start", &b])?;
+        let out = env.lxcri_ok(&["list", "-q"])?;
+        ensure!(out.stdout == format!("{a}\n{b}\n"), "{out}");
+        let out = env.lxcri_ok(&["list"])?;
+        ensure!(
+            out.stdout.starts_with("ID")
+                && out.stdout.contains("created")
+                && out.stdout.contains("running"),
+            "{out}"
+        );
+        let out = env.lxcri_ok(&["list", "--format", "json"])?;
+        let v: Vec<Value> = serde_json::from_str(&out.stdout)?;
+        ensure!(
+            v.len() == 2 && v[0]["status"] == "created" && v[1]["status"] == "running",
+            "{out}"
+        );
+        let out = env.lxcri(&["create", "-b", bundle.to_str().unwrap(), &a])?;
+        ensure!(out.code == 1 && out.stderr.contains("exists"), "{out}");
+        env.lxcri_ok(&["delete", &a])?;
+        env.lxcri_ok(&["delete", "--force", &b])?;
+
+        let out = env.lxcri_ok(&["features"])?;
+        let f: Value = serde_json::from_str(&out.stdout)?;
+        ensure!(f["ociVersionMin"] == "1.0.0", "{f}");
+        ensure!(
+            f["linux"]["namespaces"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"pid".into())),
+            "{f}"
+        );
+        ensure!(f["linux"]["seccomp"]["enabled"] == false, "{f}");
+        ensure!(f["linux"]["cgroup"]["v1"] == true, "{f}");
+
+        let sb = env.dir.path().join("specbundle");
+        fs::create_dir(&sb)?;
+        env.lxcri_ok(&["spec", "-b", sb.to_str().unwrap()])?;
+        let spec: Value = serde_json::from_slice(&fs::read(sb.join("config.json"))?)?;
+        ensure!(
+            spec["root"]["path"] == "rootfs" && spec["process"]["args"][0] == "sh",
+            "{spec}"
+        );
+        let out = env.lxcri(&["spec", "-b", sb.to_str().unwrap()])?;
+        ensure!(out.code == 1 && out.stderr.contains("exists"), "{out}");
+        drop(reaper);
+        env.finish()
+    })());
+}
+
+/// A create killed at any point leaves something `delete --force` removes.
+#[test]
+fn delete_force_half_created() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("half");
+        let b = env.bundle("half", &["sleep", "30"], |_| {})?;
+        for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
+            let mut child = std::process::Command::new(LXCRI)
+                .args([
+                    "--root",
+                    env.root.to_str().unwrap(),
+                    "create",
+                    "-b",
+                    b.to_str().unwrap(),
+                    &id,
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = env.lxcri(&["delete", "--force", &id])?;
+            reaper.reap();
+            ensure!(out.code == 0, "delay {delay_ms}ms: {out}");
+            let out = env.lxcri(&["state", &id])?;
+            ensure!(
+                out.stderr.contains("does not exist"),
+                "delay {delay_ms}ms: {out}"
+            );
+        }
+        // A runtime dir with nothing in it (crash right after mkdir).
+        fs::create_dir_all(env.root.join(&id))?;
+        ensure!(env.state(&id)?["status"] == "creating");
+        env.lxcri_ok(&["delete", "--force", &id])?;
+        ensure!(!env.root.join(&id).exists());
+        drop(reaper);
+        env.finish()
+    })());
+}
+
+/// Commands on one container wait for each other (flock on `<root>/.<id>.lock`).
+#[test]
+fn lock_serialises() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let id = env.id("lock");
+        fs::create_dir_all(&env.root)?;
+        let f = fs::File::create(env.root.join(format!(".{id}.lock")))?;
+        let held =
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)?;
+        let mut child = std::process::Command::new(LXCRI)
+            .args(["--root", env.root.to_str().unwrap(), "state", &id])
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(500));
+        ensure!(child.try_wait()?.is_none(), "state must wait for the lock");
+        drop(held);
+        let status = lxcri_integration::cmd::wait_timeout(&mut child, Duration::from_secs(10));
+        ensure!(
+            status == Some(1),
+            "then fails (no such container): {status:?}"
+        );
+        let _ = fs::remove_file(env.root.join(format!(".{id}.lock")));
+        env.finish()
+    })());
+}
