@@ -133,6 +133,11 @@ pub struct InitSpec {
     /// MS_REC for the r-forms) applied to / after pivot_root, as runc does.
     #[serde(default)]
     pub rootfs_propagation: Option<u64>,
+    /// The propagation flags of `mounts` (container path, MS_* flags), in spec
+    /// order: liblxc makes the whole tree rshared after pivot_root, so the init
+    /// turns it back to rslave (runc's starting point) and re-applies these.
+    #[serde(default)]
+    pub mount_propagation: Vec<(String, u64)>,
 }
 
 /// The type of a device node.

@@ -109,3 +109,19 @@ macro_rules! matrix_lxcri {
         }
     )*};
 }
+
+/// lxcri on containerd 2.x only: fields that containerd 1.6's ctr drops from a
+/// `--config` spec (its runtime-spec 1.0.2 has no `linux.timeOffsets`).
+#[macro_export]
+macro_rules! matrix_lxcri_v2 {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use lxcri_integration::{run_scenario, Runtime, Version};
+
+            #[test]
+            fn lxcri_containerd_2() {
+                run_scenario(Version::V2, Runtime::Lxcri, super::$scenario);
+            }
+        }
+    )*};
+}

@@ -2,8 +2,8 @@
 //! symlinked destinations, order — checked from inside the container, with runc
 //! as the reference.
 
-use crate::matrix;
 use crate::util::{default_spec, run_spec};
+use crate::{matrix, matrix_lxcri};
 use anyhow::{ensure, Context, Result};
 use lxcri_integration::Harness;
 use serde_json::{json, Value};
@@ -15,6 +15,9 @@ matrix!(
     destinations_created_in_order,
     symlinked_destination_stays_inside,
 );
+
+// runc 1.1.5 honours options liblxc would drop (nosymfollow): lxcri refuses them.
+matrix_lxcri!(unknown_mount_option_refused);
 
 fn add_mounts(spec: &mut Value, mounts: Value) -> Result<()> {
     let list = spec["mounts"].as_array_mut().context("spec mounts")?;
@@ -36,16 +39,13 @@ fn bind_flags_and_propagation(h: &mut Harness) -> Result<()> {
     let src = h.ctd.dir().join("bindsrc");
     std::fs::create_dir_all(&src)?;
     std::fs::write(src.join("f"), "from the host\n")?;
-    // A second source: with the same source as the rshared /b1, liblxc's /b2
-    // ends up in /b1's peer group (seen with liblxc 5.0.2; runc keeps it private).
-    let src2 = h.ctd.dir().join("bindsrc2");
-    std::fs::create_dir_all(&src2)?;
+
     let mut spec = default_spec(h, &id, &["/bin/cat", "/proc/self/mountinfo", "/b1/f"])?;
     add_mounts(
         &mut spec,
         json!([
             {"destination": "/b1", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev", "noexec", "rshared"]},
-            {"destination": "/b2", "type": "bind", "source": src2, "options": ["rbind", "rprivate"]}
+            {"destination": "/b2", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         ]),
     )?;
     let out = run_spec(h, &id, &spec)?.ok()?;
@@ -160,5 +160,22 @@ fn symlinked_destination_stays_inside(h: &mut Harness) -> Result<()> {
         "{top:?}"
     );
     std::fs::remove_dir_all(rootfs.join(top))?;
+    Ok(())
+}
+
+/// A mount option liblxc would drop silently makes create fail, naming it.
+fn unknown_mount_option_refused(h: &mut Harness) -> Result<()> {
+    let id = h.id("mntopt");
+    let mut spec = default_spec(h, &id, &["/bin/true"])?;
+    add_mounts(
+        &mut spec,
+        json!([{"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nosymfollow"]}]),
+    )?;
+    let n = spec["mounts"].as_array().context("mounts")?.len() - 1;
+    let out = run_spec(h, &id, &spec)?;
+    let _ = h.ctr(&["container", "rm", &id]);
+    ensure!(out.code != 0, "nosymfollow accepted: {out}");
+    let field = format!("mounts[{n}].options[1]");
+    ensure!(out.stderr.contains(&field), "{field} not named: {out}");
     Ok(())
 }

@@ -135,6 +135,23 @@ fn prepare(spec: &InitSpec) -> Result<(), String> {
     for d in &spec.devices {
         create_device(d).map_err(|e| format!("create device {}: {e}", d.path))?;
     }
+    undo_liblxc_boot_id().map_err(|e| format!("boot_id: {e}"))?;
+    // liblxc made the new root tree rshared after pivot_root; runc's mounts
+    // start from rslave and then get the spec's own propagation.
+    let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+    mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
+        .map_err(|e| format!("make / rslave: {e}"))?;
+    for (path, flags) in &spec.mount_propagation {
+        let flags = MsFlags::from_bits_truncate(*flags as libc::c_ulong);
+        mount(
+            None::<&str>,
+            path.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| format!("set the propagation of {path}: {e}"))?;
+    }
     for p in &spec.masked_paths {
         mask_path(p).map_err(|e| format!("mask {p}: {e}"))?;
     }
@@ -156,6 +173,23 @@ fn prepare(spec: &InitSpec) -> Result<(), String> {
             .map_err(|e| format!("set the propagation of /: {e}"))?;
     }
     Ok(())
+}
+
+/// liblxc bind-mounts a random boot id (kept in /dev/.lxc-boot-id) over
+/// /proc/sys/kernel/random/boot_id; runc shows the host's. Undo it.
+fn undo_liblxc_boot_id() -> Result<(), Errno> {
+    const MOCK: &str = "/dev/.lxc-boot-id";
+    if std::fs::symlink_metadata(MOCK).is_err() {
+        return Ok(());
+    }
+    match nix::mount::umount2(
+        "/proc/sys/kernel/random/boot_id",
+        nix::mount::MntFlags::MNT_DETACH,
+    ) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::remove_file(MOCK).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// mknod a `linux.devices` node (after pivot_root: paths resolve inside the

@@ -131,7 +131,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             "a proc mount at /proc is required (lxcri starts its init through /proc/self/fd)",
         ));
     }
-    mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
+    let mount_propagation = mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
     sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
     let mut init = InitSpec {
@@ -153,6 +153,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     }
     init.devices = devices::translate(spec)?;
     init.rootfs_propagation = root::propagation(spec)?;
+    init.mount_propagation = mount_propagation;
     init.readonly_rootfs = spec
         .root()
         .as_ref()

@@ -262,13 +262,38 @@ fn options(
     Ok(out)
 }
 
+/// The propagation flags (MS_*) of a mount's options, if it has any.
+fn propagation_flags(options: &[String]) -> Option<u64> {
+    let mut flags = None;
+    for o in options {
+        let f = match o.as_str() {
+            "shared" => libc::MS_SHARED,
+            "rshared" => libc::MS_SHARED | libc::MS_REC,
+            "slave" => libc::MS_SLAVE,
+            "rslave" => libc::MS_SLAVE | libc::MS_REC,
+            "private" => libc::MS_PRIVATE,
+            "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+            "unbindable" => libc::MS_UNBINDABLE,
+            "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+            _ => continue,
+        };
+        // The last one wins, as in liblxc and runc.
+        flags = Some(f);
+    }
+    flags
+}
+
 /// Translate `mounts`; `rootfs` is the absolute rootfs path on the host.
+/// Returns the propagation of each mount that sets one (container path, MS_*
+/// flags), in spec order, for the init to re-apply: liblxc turns the whole tree
+/// rshared after pivot_root.
 pub fn translate(
     spec: &Spec,
     bundle: &Path,
     rootfs: &Path,
     lxc: &mut LxcConfig,
-) -> Result<(), SpecError> {
+) -> Result<Vec<(String, u64)>, SpecError> {
+    let mut propagation = Vec::new();
     let mut auto: Vec<&str> = Vec::new();
     let mut pty_max: Option<u32> = None;
     // liblxc mounts a tmpfs at /dev itself (lxc.autodev) before the entries.
@@ -381,13 +406,16 @@ pub fn translate(
             escape(&format!("{field}.options"), &opts.join(","))?,
         );
         lxc.push(&field, "lxc.mount.entry", entry)?;
+        if let Some(f) = propagation_flags(&raw_options) {
+            propagation.push((format!("/{dest_str}"), f));
+        }
         mounted.push(dest);
     }
     if !auto.is_empty() {
         lxc.push("mounts", "lxc.mount.auto", auto.join(" "))?;
     }
     lxc.push("mounts", "lxc.pty.max", pty_max.unwrap_or(0).to_string())?;
-    Ok(())
+    Ok(propagation)
 }
 
 /// The number of ptys of the /dev/pts mount (`max=`, default 1024), after checking
@@ -503,7 +531,16 @@ lxc.pty.max = 1024
             {"destination": "/o", "type": "overlay", "source": "overlay", "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, &mut lxc).unwrap();
+        let prop = translate(&s, b.path(), &r, &mut lxc).unwrap();
+        assert_eq!(
+            prop,
+            vec![
+                ("/b1".to_string(), libc::MS_SHARED | libc::MS_REC),
+                ("/b2".to_string(), libc::MS_SLAVE),
+                ("/b3".to_string(), libc::MS_PRIVATE | libc::MS_REC),
+                ("/t".to_string(), libc::MS_PRIVATE | libc::MS_REC),
+            ]
+        );
         assert_eq!(
             lxc.render(),
             "\
