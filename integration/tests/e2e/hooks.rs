@@ -49,7 +49,7 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
         &[
             "/bin/sh",
             "-c",
-            "cat /tmp/start.hostname; cat /tmp/start.json; \
+            "cat /tmp/start.hostname; cat /tmp/start.json; echo; \
              readlink /proc/self/ns/mnt; readlink /proc/self/ns/uts",
         ],
     )?;
