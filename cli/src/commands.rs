@@ -145,30 +145,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("rename {}", path.display()))
 }
 
-/// After a container is gone: remove the directories of lxcri's own default
-/// cgroup trees (`lxcri/`, `lxcri.monitor/`) on its paths that are now empty.
-/// runtime-core removes what this container created; a parent that another
-/// container created (and deleted first) would otherwise stay forever.
-fn prune_lxcri_cgroups(st: &ContainerState) {
-    for rel in [&st.cgroup, &st.monitor_cgroup] {
-        let owned = rel
-            .components()
-            .next()
-            .is_some_and(|c| c.as_os_str() == "lxcri" || c.as_os_str() == "lxcri.monitor");
-        if !owned {
-            continue;
-        }
-        for h in &st.hierarchies {
-            let mut p = h.join(rel);
-            while p.pop() && p != *h {
-                if fs::remove_dir(&p).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
-
 /// `<root>/.<id>.create.json`: what a create will make, kept until its state is
 /// complete, so that `delete --force` can clean up after a create that crashed.
 fn pending_path(root: &Path, id: &str) -> PathBuf {
@@ -526,7 +502,6 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
     }
     let st = state_of(&f)?;
     runtime_core::destroy(st)?;
-    prune_lxcri_cgroups(st);
     let _ = fs::remove_file(&pending_file);
     lock.remove();
     log::info!("deleted container id={id}");
@@ -537,6 +512,23 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
 /// kill whatever runs in the container's and the monitor's cgroups, remove the
 /// cgroup dirs the create made and the runtime dir.
 fn delete_partial(pending_file: &Path) -> Result<()> {
+    if !pending_file.exists() {
+        // Nothing was started (the pending file precedes the runtime dir).
+        let rundir = pending_file.with_file_name(
+            pending_file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_suffix(".create.json"))
+                .ok_or_else(|| anyhow!("bad pending file {}", pending_file.display()))?,
+        );
+        return match fs::remove_dir_all(&rundir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", rundir.display()))
+            }
+            _ => Ok(()),
+        };
+    }
     let data =
         fs::read(pending_file).with_context(|| format!("read {}", pending_file.display()))?;
     let st: ContainerState = serde_json::from_slice(&data)
@@ -562,7 +554,6 @@ fn delete_partial(pending_file: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     runtime_core::destroy(&st)?;
-    prune_lxcri_cgroups(&st);
     fs::remove_file(pending_file).with_context(|| format!("remove {}", pending_file.display()))
 }
 

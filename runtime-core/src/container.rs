@@ -695,7 +695,34 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
     for (d, e) in &errors {
         log::warn!("remove cgroup dir {}: {e}", d.display());
     }
+    prune_owned_parents(state);
     remove_rundir(&state.rundir)
+}
+
+/// Remove the now-empty directories on this container's paths in lxcri's own
+/// cgroup trees (`lxcri.monitor/...`, and `lxcri/...` for specs without a
+/// cgroupsPath). [`destroy`] removes what this container created; a parent that
+/// another container created (and that was destroyed first, while this one still
+/// lived below it) would otherwise stay forever. rmdir fails on a non-empty dir,
+/// so a parent still in use stays.
+fn prune_owned_parents(state: &ContainerState) {
+    for rel in [&state.cgroup, &state.monitor_cgroup] {
+        let owned = rel
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() == "lxcri" || c.as_os_str() == "lxcri.monitor");
+        if !owned {
+            continue;
+        }
+        for h in &state.hierarchies {
+            let mut p = h.join(rel);
+            while p.pop() && p != *h {
+                if fs::remove_dir(&p).is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// liblxc's lock file of a container, `/run/lxc/lock/<lxcpath>/.<name>`. The
