@@ -50,7 +50,8 @@ const MOUNT_OPTIONS: &[&str] = &[
 pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": crate::SPEC_VERSION,
+        // The spec translation takes ociVersion 1.0.x to 1.3.x.
+        "ociVersionMax": "1.3.0",
         // No OCI hook is run yet: a spec with hooks is refused.
         "hooks": [],
         "mountOptions": MOUNT_OPTIONS,
