@@ -8,8 +8,9 @@ LIBEXEC_DIR ?= $(PREFIX)/libexec/lxcri
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
+STATIC_TESTIMG := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-testimg
 
-.PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e bench check-root
+.PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e critest bench check-root
 
 all: build
 
@@ -33,15 +34,23 @@ build:
 	$(CARGO) build --release --workspace
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p lxcri-libexec \
 		--no-default-features --bin lxcri-init --target $(STATIC_TARGET)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p lxcri-testimg \
+		--target $(STATIC_TARGET)
 
 install-bin: check-root build
 	install -D -m 0755 $(TARGET_DIR)/release/containerd-shim-lxcri-v2 $(PREFIX)/bin/containerd-shim-lxcri-v2
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri $(PREFIX)/bin/lxcri
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-start $(LIBEXEC_DIR)/lxcri-start
 	install -D -m 0755 $(TARGET_DIR)/release/lxcri-attach $(LIBEXEC_DIR)/lxcri-attach
+	install -D -m 0755 $(TARGET_DIR)/release/lxcri-hook $(LIBEXEC_DIR)/lxcri-hook
 	install -D -m 0755 $(STATIC_INIT) $(LIBEXEC_DIR)/lxcri-init
+	install -D -m 0755 $(STATIC_TESTIMG) $(LIBEXEC_DIR)/lxcri-testimg
 
-test: check-root lint unit install-bin e2e
+# critest runs before the e2e suite, so that the run still ends on the e2e
+# summary; both always run, and either failing fails `make test`.
+test: check-root lint unit install-bin
+	@status=0; $(MAKE) --no-print-directory critest || status=1; \
+		$(MAKE) --no-print-directory e2e || status=1; exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -57,6 +66,14 @@ unit:
 # ends on the e2e suite's own summary line.
 e2e: check-root
 	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1
+
+# critest (cri-tools' CRI validation suite) against containerd 2.x's CRI plugin,
+# handler runc then handler lxcri, each on a fresh pod-network daemon with a
+# local registry; prints pass/fail/skip per handler and the tests failing for
+# lxcri only (reports in .cache/critest). Fails if lxcri fails a test runc
+# passes. CRITEST_ARGS e.g. `--focus Networking --handlers lxcri`.
+critest: check-root
+	$(CARGO) run -p lxcri-integration --bin lxcri-critest -- $(CRITEST_ARGS)
 
 # ctr run --rm wall time, shim RSS and ctr task exec round trip, lxcri vs runc, on containerd 2.x.
 bench: check-root

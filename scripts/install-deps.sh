@@ -15,6 +15,8 @@ packages=(
 	libclang-dev
 	lxc
 	lxc-dev
+	# seccomp profiles are compiled with libseccomp (runtime-core)
+	libseccomp-dev
 	# end-to-end tests: containerd 1.6 (Debian), runc, a static busybox for the test rootfs
 	containerd
 	runc
@@ -22,6 +24,14 @@ packages=(
 	# the lxcri CLI's end-to-end tests: podman and conmon drive it as their runtime
 	podman
 	conmon
+	# CRI tests and critest: a local OCI registry (127.0.0.1, started by the
+	# harness), skopeo to push the offline-built images to it, and the CNI
+	# plugins (bridge, host-local, loopback, portmap in /usr/lib/cni; portmap
+	# calls iptables) for pod networks
+	docker-registry
+	skopeo
+	containernetworking-plugins
+	iptables
 	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux)
 	iproute2
 	util-linux

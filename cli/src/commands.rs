@@ -322,6 +322,11 @@ fn pending_state(
         monitor_cgroup: monitor,
         hierarchies,
         created_cgroup_dirs: created,
+        annotations: Default::default(),
+        seccomp: None,
+        poststart: Vec::new(),
+        poststop: Vec::new(),
+        hook_helper: PathBuf::new(),
     })
 }
 

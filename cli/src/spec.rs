@@ -87,6 +87,7 @@ mod tests {
             rundir: d.path(),
             layout: runtime_core::cgroup::Layout::V1,
             log_level: "WARN",
+            host: runtime_core::spec::HostFeatures::default(),
         };
         std::fs::create_dir(d.path().join("rootfs")).unwrap();
         runtime_core::spec::translate(&spec, &ctx).unwrap();

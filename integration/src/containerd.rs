@@ -33,6 +33,18 @@ pub const CRI_NAMESPACE: &str = "k8s.io";
 /// the busybox rootfs and imported before a pod is run.
 pub const PAUSE_IMAGE: &str = "docker.io/library/lxcri-pause:latest";
 
+/// The sandbox image of a pod-network CRI daemon
+/// ([`Containerd::start_cri_net`]): our static pause program, pulled from
+/// the test's local registry (see `registry.rs`).
+pub const NET_PAUSE_IMAGE: &str = "127.0.0.1:5000/lxcri/pause:1.0";
+
+/// Where Debian's containernetworking-plugins installs the CNI plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// The pod subnet of a pod-network CRI daemon (bridge `lxcri0` + host-local,
+/// inside the daemon's private network namespace).
+pub const POD_SUBNET: &str = "10.88.77.0/24";
+
 /// The CRI runtime handler that a CRI daemon uses by default
 /// (`default_runtime_name`): runtime_type io.containerd.lxcri.v2.
 pub const CRI_DEFAULT_HANDLER: &str = "lxcri";
@@ -79,7 +91,7 @@ impl Version {
     /// snapshotter, and CRI disabled unless `cri` (then [`Version::cri_config`]
     /// is appended). 1.6 reads config version 2; 2.4 wants version 4 (it
     /// migrates 2 and 3 with a warning).
-    fn config(self, dir: &Path, cri: bool) -> String {
+    fn config(self, dir: &Path, cri: bool, net: bool) -> String {
         let d = dir.display();
         let disabled = self
             .disabled_plugins()
@@ -122,7 +134,7 @@ disabled_plugins = [{disabled}]
             ),
         };
         if cri {
-            base + &self.cri_config(dir)
+            base + &self.cri_config(dir, net)
         } else {
             base
         }
@@ -184,8 +196,18 @@ disabled_plugins = [{disabled}]
     /// final child's PID from pipe: EOF", e.g. in a container or a
     /// restricted session); restricted, CRI raises it to the daemon's own
     /// value. AppArmor off: no host profile is loaded.
-    fn cri_config(self, dir: &Path) -> String {
+    ///
+    /// `net` (a pod-network daemon, [`Containerd::start_cri_net`]): the
+    /// sandbox image is [`NET_PAUSE_IMAGE`] and the CNI plugins are
+    /// Debian's in [`CNI_BIN_DIR`] (the conflist is written by
+    /// [`cni_conflist`]).
+    fn cri_config(self, dir: &Path, net: bool) -> String {
         let d = dir.display();
+        let (sandbox_image, cni_bin) = if net {
+            (NET_PAUSE_IMAGE.to_string(), CNI_BIN_DIR.to_string())
+        } else {
+            (PAUSE_IMAGE.to_string(), format!("{d}/cni/bin"))
+        };
         // The `containerd` table: default handler and the runtimes (plus,
         // on 1.6, the snapshotter).
         let runtimes = |table: &str, more: &str| {
@@ -204,13 +226,13 @@ disabled_plugins = [{disabled}]
                 let t = r#"plugins."io.containerd.grpc.v1.cri""#;
                 format!(
                     r#"[{t}]
-  sandbox_image = "{PAUSE_IMAGE}"
+  sandbox_image = "{sandbox_image}"
   disable_apparmor = true
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
 {runtimes}[{t}.cni]
-  bin_dir = "{d}/cni/bin"
+  bin_dir = "{cni_bin}"
   conf_dir = "{d}/cni/net.d"
 [{t}.registry]
   config_path = "{d}/certs.d"
@@ -227,12 +249,12 @@ disabled_plugins = [{disabled}]
   restrict_oom_score_adj = true
   cdi_spec_dirs = ["{d}/cdi"]
 {runtimes}[{rt}.cni]
-  bin_dirs = ["{d}/cni/bin"]
+  bin_dirs = ["{cni_bin}"]
   conf_dir = "{d}/cni/net.d"
 [{img}]
   snapshotter = "overlayfs"
 [{img}.pinned_images]
-  sandbox = "{PAUSE_IMAGE}"
+  sandbox = "{sandbox_image}"
 [{img}.registry]
   config_path = "{d}/certs.d"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -258,6 +280,9 @@ pub struct Containerd {
     pub version: Version,
     /// Whether the CRI plugin is enabled ([`Containerd::start_cri`]).
     pub cri: bool,
+    /// Whether the daemon has its own network namespace with a CNI pod
+    /// network ([`Containerd::start_cri_net`]).
+    pub private_net: bool,
     dir: TempDir,
     child: Option<Child>,
     pid: i32,
@@ -272,16 +297,31 @@ impl Containerd {
 
     /// Starts containerd with `extra` TOML appended to the config.
     pub fn start_with(version: Version, extra: &str) -> Result<Self> {
-        Self::start_inner(version, false, extra)
+        Self::start_inner(version, false, false, extra)
     }
 
     /// Starts containerd with the CRI plugin (see `Version::cri_config`);
     /// fails unless CRI answers `crictl info` with the runtime ready.
     pub fn start_cri(version: Version) -> Result<Self> {
-        Self::start_inner(version, true, "")
+        Self::start_inner(version, true, false, "")
     }
 
-    fn start_inner(version: Version, cri: bool, extra: &str) -> Result<Self> {
+    /// Starts containerd with the CRI plugin in its own network namespace
+    /// (besides its own mount namespace), with loopback up and a CNI
+    /// bridge/host-local pod network on [`POD_SUBNET`] (bridge `lxcri0`,
+    /// IPAM state in the temp dir), so that pods get their own network
+    /// namespaces and the host's network is never touched. The sandbox
+    /// image is [`NET_PAUSE_IMAGE`], pulled from a registry that the caller
+    /// starts in the same network namespace (`registry::Registry`); the
+    /// registry hosts dir (`<dir>/certs.d`) is the caller's too. Fails
+    /// unless CRI reports RuntimeReady and NetworkReady. crictl runs in the
+    /// daemon's network namespace (CRI's streaming server listens on its
+    /// 127.0.0.1).
+    pub fn start_cri_net(version: Version) -> Result<Self> {
+        Self::start_inner(version, true, true, "")
+    }
+
+    fn start_inner(version: Version, cri: bool, net: bool, extra: &str) -> Result<Self> {
         check_binaries(version, cri)?;
         let dir = tempfile::Builder::new().prefix("lxcri-e2e-").tempdir()?;
         fs::create_dir_all(dir.path().join("run"))?;
@@ -291,13 +331,21 @@ impl Containerd {
             }
             fs::write(dir.path().join("crictl.yaml"), crictl_config(dir.path()))?;
         }
-        let config = version.config(dir.path(), cri) + extra;
+        if net {
+            fs::create_dir_all(dir.path().join("cni/ipam"))?;
+            fs::write(
+                dir.path().join("cni/net.d/10-lxcri-e2e.conflist"),
+                cni_conflist(dir.path()),
+            )?;
+        }
+        let config = version.config(dir.path(), cri, net) + extra;
         fs::write(dir.path().join("config.toml"), config)?;
         let created_run_dir = ensure_mount_point()?;
-        let child = spawn_daemon(version, dir.path())?;
+        let child = spawn_daemon(version, dir.path(), net)?;
         let mut ctd = Containerd {
             version,
             cri,
+            private_net: net,
             pid: child.id() as i32,
             child: Some(child),
             dir,
@@ -458,13 +506,27 @@ impl Containerd {
 
     /// The crictl command line (see [`Containerd::crictl`]).
     pub fn crictl_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(CRICTL);
+        let mut cmd = self.in_net(CRICTL);
         cmd.arg("--config")
             .arg(self.dir().join("crictl.yaml"))
             .args(args)
             .env_remove("CONTAINER_RUNTIME_ENDPOINT")
             .env_remove("IMAGE_SERVICE_ENDPOINT")
             .env_remove("CRI_CONFIG_FILE");
+        cmd
+    }
+
+    /// A command running `program`: in the daemon's network namespace when
+    /// it has one (`nsenter -t PID -n -- program`), else directly.
+    pub fn in_net(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        if !self.private_net {
+            return Command::new(program);
+        }
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid.to_string())
+            .args(["-n", "--"])
+            .arg(program);
         cmd
     }
 
@@ -505,13 +567,15 @@ impl Containerd {
 
     /// CRI must be up and report RuntimeReady (1.6 merely logs a CRI plugin
     /// that failed to load; crictl would then get "unknown service").
-    /// NetworkReady stays false: there is no CNI config (host-network pods
-    /// only).
+    /// NetworkReady stays false without a CNI config (host-network pods
+    /// only); a pod-network daemon must report it too.
     fn wait_cri_ready(&self) -> Result<()> {
         let start = Instant::now();
         loop {
             let out = self.crictl(&["info"])?;
-            let ready = out.code == 0 && runtime_ready(&out.stdout);
+            let ready = out.code == 0
+                && condition(&out.stdout, "RuntimeReady")
+                && (!self.private_net || condition(&out.stdout, "NetworkReady"));
             if ready {
                 return Ok(());
             }
@@ -542,6 +606,9 @@ impl Containerd {
     /// /run/containerd, so the shim sockets (files in the temp run dir)
     /// stay reachable; the shims keep the old namespace.
     pub fn restart(&mut self) -> Result<()> {
+        if self.private_net {
+            bail!("restart would give containerd a new network namespace");
+        }
         let mut child = self.child.take().context("containerd is not running")?;
         kill(Pid::from_raw(self.pid), Signal::SIGTERM)?;
         if cmd::wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
@@ -550,7 +617,7 @@ impl Containerd {
                 self.pid
             );
         }
-        let child = spawn_daemon(self.version, self.dir.path())?;
+        let child = spawn_daemon(self.version, self.dir.path(), false)?;
         self.pid = child.id() as i32;
         self.child = Some(child);
         self.wait_ready().with_context(|| {
@@ -613,8 +680,37 @@ fn crictl_config(dir: &Path) -> String {
     )
 }
 
-/// Whether `crictl info` output has the RuntimeReady condition true.
-fn runtime_ready(info: &str) -> bool {
+/// The CNI config of a pod-network daemon: a bridge `lxcri0` (gateway,
+/// no masquerading: nothing leaves the namespace) with host-local IPAM on
+/// [`POD_SUBNET`] (state in `<dir>/cni/ipam`, not /var/lib/cni), and
+/// portmap for hostPort mappings (iptables rules in the daemon's network
+/// namespace). CRI adds the loopback network itself.
+pub fn cni_conflist(dir: &Path) -> String {
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "lxcri-e2e",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "lxcri0",
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": POD_SUBNET}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": dir.join("cni/ipam"),
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    serde_json::to_string_pretty(&conf).unwrap_or_default()
+}
+
+/// Whether `crictl info` output has the condition `kind` true.
+fn condition(info: &str, kind: &str) -> bool {
     let Ok(info) = serde_json::from_str::<serde_json::Value>(info) else {
         return false;
     };
@@ -623,7 +719,7 @@ fn runtime_ready(info: &str) -> bool {
         .is_some_and(|conds| {
             conds
                 .iter()
-                .any(|c| c["type"] == "RuntimeReady" && c["status"] == true)
+                .any(|c| c["type"] == kind && c["status"] == true)
         })
 }
 
@@ -637,20 +733,26 @@ fn ensure_mount_point() -> Result<bool> {
     Ok(true)
 }
 
-/// unshare a private mount namespace, bind the temp run dir over
-/// /run/containerd, exec containerd (so the child pid is the daemon).
-fn spawn_daemon(version: Version, dir: &Path) -> Result<Child> {
+/// unshare a private mount namespace (and with `net` a network namespace,
+/// loopback up), bind the temp run dir over /run/containerd, exec
+/// containerd (so the child pid is the daemon).
+fn spawn_daemon(version: Version, dir: &Path, net: bool) -> Result<Child> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("containerd.log"))?;
     let script = format!(
-        "mount --bind '{run}' {RUN_CONTAINERD} && exec '{bin}' --config '{dir}/config.toml'",
+        "{lo}mount --bind '{run}' {RUN_CONTAINERD} && exec '{bin}' --config '{dir}/config.toml'",
+        lo = if net { "ip link set lo up && " } else { "" },
         run = dir.join("run").display(),
         bin = version.containerd().display(),
         dir = dir.display(),
     );
-    let child = Command::new("unshare")
+    let mut unshare = Command::new("unshare");
+    if net {
+        unshare.arg("-n");
+    }
+    let child = unshare
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .env_clear()
         .env("PATH", version.daemon_path())

@@ -4,6 +4,7 @@
 use crate::cmd::Output;
 use crate::containerd::{Containerd, Version, CRI_NAMESPACE, PAUSE_IMAGE};
 use crate::leaks::{self, Snapshot};
+use crate::registry::{ImageSet, Registry};
 use crate::{image, rootfs};
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -46,6 +47,8 @@ pub struct Harness {
     images: Vec<(&'static str, PathBuf)>,
     ids: Vec<String>,
     snapshot: Snapshot,
+    /// The local registry of a pod-network CRI daemon.
+    registry: Option<Registry>,
 }
 
 impl Harness {
@@ -76,6 +79,32 @@ impl Harness {
             images: Vec::new(),
             ids: Vec::new(),
             snapshot,
+            registry: None,
+        })
+    }
+
+    /// Starts containerd 2.x with the CRI plugin in a private network
+    /// namespace with a CNI pod network ([`Containerd::start_cri_net`]),
+    /// and the local registry there with the images of `set`
+    /// ([`Registry::start`]). `runtime` is the shim the test expects.
+    pub fn start_cri_net(runtime: Runtime, set: ImageSet) -> Result<Self> {
+        check_shim(Runtime::Lxcri)?;
+        check_shim(runtime)?;
+        let host_mounts = leaks::host_mounts()?;
+        let ctd = Containerd::start_cri_net(Version::V2)?;
+        let registry = Registry::start(&ctd, set)
+            .with_context(|| format!("local registry:\n{}", ctd.log_tail(20)))?;
+        let rootfs = ctd.dir().join("rootfs");
+        rootfs::busybox_rootfs(&rootfs)?;
+        let snapshot = Snapshot::take(&ctd, host_mounts)?;
+        Ok(Harness {
+            runtime,
+            ctd,
+            rootfs,
+            images: Vec::new(),
+            ids: Vec::new(),
+            snapshot,
+            registry: Some(registry),
         })
     }
 
@@ -226,6 +255,7 @@ impl Harness {
         let ids = self.ids.clone();
         let running = self.snapshot.check_running(&self.ctd, &ids);
         self.ctd.stop();
+        self.registry.take();
         let stopped = self.snapshot.check_stopped(&ids);
         self.snapshot.clean_up(&ids);
         running.context("while containerd ran")?;
@@ -287,6 +317,19 @@ pub fn run_cri_scenario(
     let result = Harness::start_cri(version, runtime).and_then(|h| run_and_check(h, scenario));
     if let Err(err) = result {
         panic!("{} (CRI) / {}: {err:#}", version.name(), runtime.name());
+    }
+}
+
+/// Like [`run_cri_scenario`] against a pod-network CRI daemon with the
+/// local registry ([`Harness::start_cri_net`], basic images).
+pub fn run_cri_net_scenario(runtime: Runtime, scenario: impl FnOnce(&mut Harness) -> Result<()>) {
+    let result =
+        Harness::start_cri_net(runtime, ImageSet::Basic).and_then(|h| run_and_check(h, scenario));
+    if let Err(err) = result {
+        panic!(
+            "containerd 2.x (CRI, pod network) / {}: {err:#}",
+            runtime.name()
+        );
     }
 }
 

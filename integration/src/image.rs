@@ -19,18 +19,22 @@ struct Blob {
 pub struct Process<'a> {
     pub entrypoint: &'a [&'a str],
     pub cmd: &'a [&'a str],
+    /// The config's User (`uid`, `name`, `uid:gid`, ...); empty for none.
+    pub user: &'a str,
 }
 
 /// The busybox test image: no entrypoint, `/bin/sh`.
 pub const SHELL: Process<'static> = Process {
     entrypoint: &[],
     cmd: &["/bin/sh"],
+    user: "",
 };
 
 /// The pause image for CRI sandboxes: sleeps (about 68 years) until killed.
 pub const PAUSE: Process<'static> = Process {
     entrypoint: &["/bin/sleep", "2147483647"],
     cmd: &[],
+    user: "",
 };
 
 /// Writes an OCI image tarball of `rootfs` named `name`, running
@@ -73,6 +77,9 @@ fn image_config(diff_id: &str, process: Process) -> serde_json::Value {
     }
     if !process.cmd.is_empty() {
         config["Cmd"] = json!(process.cmd);
+    }
+    if !process.user.is_empty() {
+        config["User"] = json!(process.user);
     }
     json!({
         "architecture": "amd64",

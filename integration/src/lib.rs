@@ -1,6 +1,6 @@
 //! Test harness for the end-to-end tests: private containerd daemons
 //! (Debian's 1.6 and a built 2.x, optionally with the CRI plugin), ctr and
-//! crictl with timeouts, a busybox rootfs and OCI images built offline, and
+//! crictl with timeouts, a local OCI registry (pod-network CRI daemons), a busybox rootfs and OCI images built offline, and
 //! a leak checker. Needs root.
 
 pub mod cli;
@@ -10,8 +10,11 @@ pub mod harness;
 pub mod image;
 pub mod leaks;
 pub mod procfs;
+pub mod registry;
 pub mod rootfs;
 
 pub use cmd::Output;
 pub use containerd::{Containerd, Version};
-pub use harness::{run_cri_scenario, run_scenario, try_scenario, Harness, Runtime};
+pub use harness::{
+    run_cri_net_scenario, run_cri_scenario, run_scenario, try_scenario, Harness, Runtime,
+};

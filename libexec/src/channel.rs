@@ -15,6 +15,9 @@ use serde::Serialize;
 
 use crate::proto::MAX_MESSAGE;
 
+/// The most file descriptors one message carries.
+pub const MAX_FDS: usize = 32;
+
 /// One end of a channel.
 #[derive(Debug)]
 pub struct Channel {
@@ -66,24 +69,35 @@ impl Channel {
     }
 
     pub fn send<T: Serialize>(&self, msg: &T) -> io::Result<()> {
-        self.send_inner(msg, false, None)
+        self.send_inner(msg, false, &[])
+    }
+
+    /// Send with file descriptors attached (at most [`MAX_FDS`]).
+    pub fn send_with_fds<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(io::Error::other(format!(
+                "{} fds exceed the channel's {MAX_FDS}",
+                fds.len()
+            )));
+        }
+        self.send_inner(msg, false, fds)
     }
 
     /// Send with this process's credentials (pid, uid, gid) attached.
     pub fn send_with_credentials<T: Serialize>(&self, msg: &T) -> io::Result<()> {
-        self.send_inner(msg, true, None)
+        self.send_inner(msg, true, &[])
     }
 
     /// Send with one file descriptor attached.
     pub fn send_with_fd<T: Serialize>(&self, msg: &T, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.send_inner(msg, false, Some(fd))
+        self.send_inner(msg, false, &[fd])
     }
 
     fn send_inner<T: Serialize>(
         &self,
         msg: &T,
         creds: bool,
-        fd: Option<BorrowedFd<'_>>,
+        fds: &[BorrowedFd<'_>],
     ) -> io::Result<()> {
         let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
         if data.len() > MAX_MESSAGE {
@@ -94,13 +108,13 @@ impl Channel {
         }
         let iov = [IoSlice::new(&data)];
         let ucred = UnixCredentials::new();
-        let fds = fd.map(|f| [f.as_raw_fd()]);
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let mut cmsgs = Vec::new();
         if creds {
             cmsgs.push(ControlMessage::ScmCredentials(&ucred));
         }
-        if let Some(fds) = fds.as_ref() {
-            cmsgs.push(ControlMessage::ScmRights(fds));
+        if !raw.is_empty() {
+            cmsgs.push(ControlMessage::ScmRights(&raw));
         }
         sendmsg::<()>(
             self.fd.as_raw_fd(),
@@ -116,7 +130,7 @@ impl Channel {
     /// Receive one message; `Ok(None)` when the peer has closed the channel.
     pub fn recv<T: DeserializeOwned>(&self) -> io::Result<Option<Received<T>>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let mut cmsg = nix::cmsg_space!(libc::ucred, [RawFd; 4]);
+        let mut cmsg = nix::cmsg_space!(libc::ucred, [RawFd; MAX_FDS]);
         let (len, pid, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = loop {

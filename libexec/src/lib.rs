@@ -4,6 +4,7 @@
 //! Kept free of liblxc and of heavy dependencies: the init links it statically.
 
 pub mod channel;
+pub mod hooks;
 pub mod process;
 pub mod proto;
 pub mod status;

@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
-use crate::proto::{exec_failure_code, ProcessSpec, CAPABILITY_NAMES};
+use crate::proto::{exec_failure_code, ProcessSpec, SeccompProgram, CAPABILITY_NAMES};
 
 /// Exit code for a failure of the setup itself (not of the exec).
 pub const SETUP_FAILED: i32 = 1;
@@ -112,6 +112,11 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| format!("oom_score_adj: {e}"))?;
     }
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we still
+    // hold it (runc's order); the profile must then allow the rest of the setup.
+    if let (Some(p), false) = (&spec.seccomp, spec.no_new_privileges) {
+        load_seccomp(p)?;
+    }
     if !spec.cwd.is_empty() {
         nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| {
             format!(
@@ -164,6 +169,44 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     }
     close_fds_on_exec();
+    // With no_new_privs, as late as possible: only execve runs under the filter.
+    if let (Some(p), true) = (&spec.seccomp, spec.no_new_privileges) {
+        load_seccomp(p)?;
+    }
+    Ok(())
+}
+
+/// Install a compiled seccomp filter on this process.
+pub fn load_seccomp(p: &SeccompProgram) -> Result<(), String> {
+    let mut filter: Vec<libc::sock_filter> = p
+        .instructions
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.0,
+            jt: i.1,
+            jf: i.2,
+            k: i.3,
+        })
+        .collect();
+    let len = u16::try_from(filter.len())
+        .map_err(|_| format!("seccomp filter too long ({} instructions)", filter.len()))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: seccomp(2) reads `len` instructions from `prog.filter`, which points to
+    // the live vector above; the kernel copies the program before returning.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            p.flags as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(format!("load seccomp filter: {}", Errno::last()));
+    }
     Ok(())
 }
 

@@ -34,6 +34,9 @@ pub const INIT_CHANNEL_FD: i32 = 3;
 pub const INIT_EXE_FD: i32 = 4;
 /// `lxc.init.cmd`: the init is exec'd from the inherited memfd.
 pub const INIT_CMD: &str = "/proc/self/fd/4";
+/// The environment variable in which `lxcri-start` exports its pid (the LXC
+/// monitor's) for `lxcri-hook` at liblxc's mount hook.
+pub const MONITOR_PID_ENV: &str = "LXCRI_MONITOR_PID";
 /// The largest message on the channel.
 pub const MAX_MESSAGE: usize = 4 << 20;
 
@@ -60,6 +63,57 @@ pub struct ProcessSpec {
     /// Initial window size (rows, columns).
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// The seccomp filter, loaded right before the exec (or before the user and
+    /// capability switch when no_new_privs is off, as runc does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProgram>,
+}
+
+/// A compiled seccomp filter: classic BPF as `seccomp(SECCOMP_SET_MODE_FILTER)`
+/// takes it, and the `SECCOMP_FILTER_FLAG_*` bits to load it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SeccompProgram {
+    pub instructions: Vec<SockFilter>,
+    pub flags: u32,
+}
+
+/// One BPF instruction (`struct sock_filter`): code, jt, jf, k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SockFilter(pub u16, pub u8, pub u8, pub u32);
+
+/// An OCI hook as a helper runs it: `path` is executed with `args` (args[0] is
+/// argv[0]) and exactly `env`; the container's state JSON goes to its stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HookSpec {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// Seconds; None: no timeout (like runc).
+    pub timeout: Option<u32>,
+}
+
+/// startContainer hooks, run by the init at Start right before the exec (paths
+/// resolved in the container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InitHooks {
+    pub start_container: Vec<HookSpec>,
+    /// The OCI state JSON for their stdin (status "created").
+    pub start_state: String,
+}
+
+/// What the hook helper (`lxcri-hook`) reads on stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HookRun {
+    /// The OCI name of the phase, for messages ("createRuntime").
+    pub phase: String,
+    pub hooks: Vec<HookSpec>,
+    pub state: String,
+}
+
+/// What the hook helper writes on stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HookResult {
+    pub error: Option<String>,
 }
 
 /// What init needs: the process, and the pre-start setup of the container.
@@ -70,6 +124,40 @@ pub struct InitSpec {
     pub readonly_paths: Vec<String>,
     /// Remount / read-only once everything is mounted.
     pub readonly_rootfs: bool,
+    #[serde(default)]
+    pub hooks: InitHooks,
+    /// `linux.devices`: nodes to create (mknod) before Start.
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
+    /// `linux.rootfsPropagation`: mount(2) propagation flags (MS_SHARED etc., with
+    /// MS_REC for the r-forms) applied to / after pivot_root, as runc does.
+    #[serde(default)]
+    pub rootfs_propagation: Option<u64>,
+}
+
+/// The type of a device node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// One device node of `linux.devices`, as runc creates it: mknod with the file
+/// mode (0666 unless the spec says otherwise), then chown to uid/gid. An existing
+/// node at the path is left alone (like runc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: String,
+    pub kind: DeviceKind,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits (no file type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Capability numbers (as in linux/capability.h) of each set.
@@ -103,6 +191,14 @@ pub enum InitMessage {
     Error {
         message: String,
     },
+    /// From `lxcri-hook` run as liblxc's mount hook (in the container's new
+    /// namespaces, before pivot_root): the init's host pid; the runtime runs the
+    /// prestart and createRuntime hooks and answers [`RuntimeMessage::RunHooks`].
+    HookPoint {
+        pid: i32,
+    },
+    /// From `lxcri-hook`: the createContainer hooks succeeded.
+    HooksDone,
     /// Answer to [`RuntimeMessage::Detach`]: the init no longer dies with its
     /// parent and now waits for Start on the listening socket.
     Detached,
@@ -132,6 +228,11 @@ pub enum RuntimeMessage {
         init_pid: Option<i32>,
         #[serde(default)]
         cgroup_procs: Vec<String>,
+    },
+    /// To `lxcri-hook` at the mount hook: the createContainer hooks to run.
+    RunHooks {
+        hooks: Vec<HookSpec>,
+        state: String,
     },
     /// To a created init (the CLI, whose process ends after create): carries with
     /// `SCM_RIGHTS` a listening `SOCK_SEQPACKET` unix socket. The init clears its

@@ -73,15 +73,24 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, 
     let s = p.to_string_lossy();
     crate::lxcconf::check_value(FIELD, &s)?;
     if s.contains(':') {
-        return Err(SpecError::new(
-            FIELD,
-            format!("systemd cgroup paths ({s:?}) are not supported yet"),
-        ));
+        // The systemd driver's slice:prefix:name form. It needs systemd (the
+        // manager of the cgroup tree) as PID 1: sd_booted() checks /run/systemd/system.
+        let reason = if Path::new("/run/systemd/system").is_dir() {
+            format!("systemd cgroup paths ({s:?}) are not supported by lxcri yet")
+        } else {
+            format!(
+                "{s:?} is a systemd cgroup path, but systemd is not PID 1 on this host \
+                 (no /run/systemd/system): use a cgroupfs path"
+            )
+        };
+        return Err(SpecError::new(FIELD, reason));
     }
     if !p.is_absolute() {
+        // runc takes a relative path relative to the runtime's own cgroup in each
+        // hierarchy, which lxcri's single recorded path cannot express yet.
         return Err(SpecError::new(
             FIELD,
-            format!("relative cgroup paths ({s:?}) are not supported yet"),
+            format!("relative cgroup paths ({s:?}) are not supported yet: give an absolute path"),
         ));
     }
     let mut rel = PathBuf::new();

@@ -7,6 +7,7 @@
 //! exits with init's exit status; whoever reaps it (the shim's reaper) gets the
 //! container's exit code. The runtime never waits for the helper itself.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,7 +18,10 @@ use std::process::{Command, Stdio as ProcStdio};
 use std::time::{Duration, Instant};
 
 use lxcri_libexec::channel::{wait_readable, Channel};
-use lxcri_libexec::proto::{InitMessage, RuntimeMessage, INIT_CHANNEL_FD};
+use lxcri_libexec::proto::{
+    HookResult, HookRun, HookSpec, InitHooks, InitMessage, RuntimeMessage, SeccompProgram,
+    INIT_CHANNEL_FD,
+};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +43,8 @@ pub struct RuntimeConfig {
     /// How long liblxc may take to bring the init to the barrier.
     pub create_timeout: Duration,
     pub start_timeout: Duration,
+    /// runc's `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 impl RuntimeConfig {
@@ -50,6 +56,7 @@ impl RuntimeConfig {
             layout: Layout::detect(),
             create_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(30),
+            no_new_keyring: false,
         }
     }
 
@@ -84,11 +91,33 @@ pub struct ContainerState {
     pub hierarchies: Vec<PathBuf>,
     /// cgroup dirs that did not exist before this container: removed at destroy.
     pub created_cgroup_dirs: Vec<PathBuf>,
+    /// The spec's annotations, for the OCI state.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The container's seccomp filter, also applied to execs (like runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProgram>,
+    /// poststart hooks, run after a successful start through `hook_helper`.
+    #[serde(default)]
+    pub poststart: Vec<HookSpec>,
+    /// poststop hooks, run by destroy through `hook_helper`.
+    #[serde(default)]
+    pub poststop: Vec<HookSpec>,
+    #[serde(default)]
+    pub hook_helper: PathBuf,
 }
 
 const STATE_FILE: &str = "state.json";
 
+/// The OCI spec version lxcri reports in its state.
+pub const OCI_VERSION: &str = "1.2.0";
+
 impl ContainerState {
+    /// The OCI state JSON (what hooks read on stdin and `state` prints).
+    pub fn oci_state(&self, status: &str, pid: i32) -> String {
+        oci_state_json(&self.id, status, pid, &self.bundle, &self.annotations)
+    }
+
     pub fn load(rundir: &Path) -> Result<ContainerState> {
         let p = rundir.join(STATE_FILE);
         let data = fs::read(&p).ctx("read", &p)?;
@@ -126,6 +155,70 @@ pub struct Container {
     console: Option<OwnedFd>,
     /// The LXC monitor is gone (the CLI ends it): execs cannot use liblxc.
     detached: bool,
+}
+
+fn oci_state_json(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    let mut v = serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": id,
+        "status": status,
+        "bundle": bundle,
+        "annotations": annotations,
+    });
+    if pid > 0 {
+        v["pid"] = pid.into();
+    }
+    v.to_string()
+}
+
+/// Run one phase of hooks in the runtime's namespaces, through the `lxcri-hook`
+/// helper (never forked-and-waited here: a shim's reaper would take the exits).
+fn run_host_hooks(
+    helper: &Path,
+    phase: &str,
+    hooks: &[HookSpec],
+    state: &str,
+) -> std::result::Result<(), String> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let input = serde_json::to_vec(&HookRun {
+        phase: phase.to_string(),
+        hooks: hooks.to_vec(),
+        state: state.to_string(),
+    })
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(helper)
+        .env_clear()
+        .stdin(ProcStdio::piped())
+        .stdout(ProcStdio::piped())
+        .stderr(ProcStdio::inherit())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", helper.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, &input)
+            .map_err(|e| format!("write to {}: {e}", helper.display()))?;
+    }
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_end(&mut out)
+            .map_err(|e| format!("read from {}: {e}", helper.display()))?;
+    }
+    // In the shim the reaper may have collected it already (ECHILD): the result is
+    // what the helper wrote, not its exit status.
+    let _ = child.wait();
+    match serde_json::from_slice::<HookResult>(&out) {
+        Ok(HookResult { error: None }) => Ok(()),
+        Ok(HookResult { error: Some(e) }) => Err(e),
+        Err(_) => Err(format!("{phase} hooks: the hook helper died")),
+    }
 }
 
 /// containerd's id rule: letters and digits, with single `.`, `_` or `-` between.
@@ -315,8 +408,14 @@ impl Container {
             rundir: &partial.rundir,
             layout: cfg.layout,
             log_level: &cfg.log_level,
+            host: spec::HostFeatures::detect(),
         };
-        let t = spec::translate(&spec, &ctx)?;
+        let mut t = spec::translate(&spec, &ctx)?;
+        spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;
+        if cfg.no_new_keyring {
+            t.lxc
+                .push("(runtime) no-new-keyring", "lxc.keyring.session", "0")?;
+        }
         let hierarchies = cgroup::hierarchies();
         if !cgroup::procs(&hierarchies, &t.cgroups.container).is_empty() {
             return Err(Error::Spec(crate::error::SpecError::new(
@@ -365,25 +464,63 @@ impl Container {
             id: id.to_string(),
             reason,
         };
-        let hello = rt_end
-            .recv_timeout::<InitMessage>(cfg.create_timeout)
-            .map_err(|e| {
-                fail(format!(
-                    "waiting for init: {e}; {}",
-                    log_tail(&partial.rundir)
-                ))
-            })?
-            .ok_or_else(|| {
-                fail(format!(
-                    "liblxc did not start the init: {}",
-                    log_tail(&partial.rundir)
-                ))
-            })?;
+        let recv = |what: &str| {
+            rt_end
+                .recv_timeout::<InitMessage>(cfg.create_timeout)
+                .map_err(|e| {
+                    fail(format!(
+                        "waiting for {what}: {e}; {}",
+                        log_tail(&partial.rundir)
+                    ))
+                })?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "liblxc did not start the init: {}",
+                        log_tail(&partial.rundir)
+                    ))
+                })
+        };
+        let annotations: BTreeMap<String, String> = spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let hook_helper = cfg.libexec_dir.join("lxcri-hook");
+        let mut hello = recv("init")?;
+        // With prestart/createRuntime/createContainer hooks, `lxcri-hook` runs as
+        // liblxc's mount hook (namespaces and mounts made, before pivot_root) and
+        // stops there: the runtime's hooks run now, then the container's.
+        let mut hook_pid = None;
+        if let InitMessage::HookPoint { pid } = hello.message {
+            hook_pid = Some(pid);
+            let creating = oci_state_json(id, "creating", pid, bundle, &annotations);
+            run_host_hooks(&hook_helper, "prestart", &t.hooks.prestart, &creating).map_err(fail)?;
+            run_host_hooks(
+                &hook_helper,
+                "createRuntime",
+                &t.hooks.create_runtime,
+                &creating,
+            )
+            .map_err(fail)?;
+            rt_end
+                .send(&RuntimeMessage::RunHooks {
+                    hooks: t.hooks.create_container.clone(),
+                    state: creating,
+                })
+                .map_err(|e| fail(format!("send hooks: {e}")))?;
+            match recv("createContainer hooks")?.message {
+                InitMessage::HooksDone => {}
+                InitMessage::Error { message } => return Err(fail(message)),
+                m => return Err(fail(format!("unexpected hook message {m:?}"))),
+            }
+            hello = recv("init")?;
+        }
         let init_pid = match (hello.message, hello.pid) {
-            (InitMessage::Hello, Some(pid)) if pid > 0 => pid,
+            (InitMessage::Hello, Some(pid)) if pid > 0 && hook_pid.unwrap_or(pid) == pid => pid,
             (m, pid) => {
                 return Err(fail(format!(
-                    "unexpected init message {m:?} from pid {pid:?}"
+                    "unexpected init message {m:?} from pid {pid:?} (hook pid {hook_pid:?})"
                 )))
             }
         };
@@ -399,9 +536,14 @@ impl Container {
                 .map_err(|source| Error::Sys { op: "dup", source })?,
         );
 
+        let mut init = t.init.clone();
+        init.hooks = InitHooks {
+            start_container: t.hooks.start_container.clone(),
+            start_state: oci_state_json(id, "created", init_pid, bundle, &annotations),
+        };
         rt_end
             .send(&RuntimeMessage::Setup {
-                spec: Box::new(t.init.clone()),
+                spec: Box::new(init),
             })
             .map_err(|e| fail(format!("send setup to init: {e}")))?;
         let console = match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
@@ -432,6 +574,11 @@ impl Container {
             monitor_cgroup: t.cgroups.monitor,
             hierarchies,
             created_cgroup_dirs: created,
+            annotations,
+            seccomp: t.init.process.seccomp.clone(),
+            poststart: t.hooks.poststart.clone(),
+            poststop: t.hooks.poststop.clone(),
+            hook_helper,
         };
         state.save()?;
         log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
@@ -482,7 +629,8 @@ impl Container {
         detach: bool,
     ) -> Result<Exec> {
         let id = &self.state.id;
-        let spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        let mut spec = spec::process::translate_process(process, &self.state.rootfs)?;
+        spec.seccomp = self.state.seccomp.clone();
         let (rt_end, helper_end) = Channel::pair().map_err(|source| Error::Sys {
             op: "socketpair",
             source,
@@ -565,32 +713,14 @@ impl Container {
             })?;
         drop(w);
         drop(ch);
-        let mut f = fs::File::from(r);
-        let deadline = Instant::now() + timeout;
-        let mut msg = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            wait_readable(f.as_fd(), left)
-                .map_err(|_| Error::Timeout(format!("start of {}", self.state.id)))?;
-            let mut buf = [0u8; 4096];
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => msg.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::Sys {
-                        op: "read exec status",
-                        source: e,
-                    })
-                }
-            }
-        }
+        let msg = read_exec_result(r, &self.state.id, timeout)?;
         log::info!(
             "started container id={} exec_ok={}",
             self.state.id,
-            msg.is_empty()
+            msg.is_none()
         );
-        Ok((!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned()))
+        run_poststart(&self.state, &msg);
+        Ok(msg)
     }
 
     /// Send a signal to the container's init.
@@ -696,6 +826,15 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
         log::warn!("remove cgroup dir {}: {e}", d.display());
     }
     prune_owned_parents(state);
+    // The rundir goes after the hooks: a poststop hook may still look at the state.
+    if let Err(e) = run_host_hooks(
+        &state.hook_helper,
+        "poststop",
+        &state.poststop,
+        &state.oci_state("stopped", 0),
+    ) {
+        log::warn!("container id={}: {e}", state.id);
+    }
     remove_rundir(&state.rundir)
 }
 
@@ -896,7 +1035,20 @@ pub fn start_detached(state: &ContainerState, timeout: Duration) -> Result<Optio
         state.id,
         msg.is_none()
     );
+    run_poststart(state, &msg);
     Ok(msg)
+}
+
+/// poststart hooks, after a start whose exec succeeded (`exec_error` is None); a
+/// failure is logged, as OCI says.
+fn run_poststart(state: &ContainerState, exec_error: &Option<String>) {
+    if exec_error.is_some() {
+        return;
+    }
+    let st = state.oci_state("running", state.init_pid);
+    if let Err(e) = run_host_hooks(&state.hook_helper, "poststart", &state.poststart, &st) {
+        log::warn!("container id={}: {e}", state.id);
+    }
 }
 
 /// Read the init's exec result pipe to its end: empty means the exec succeeded.
@@ -963,6 +1115,11 @@ mod tests {
             monitor_cgroup: "lxcri.monitor/default/x".into(),
             hierarchies: vec!["/sys/fs/cgroup/memory".into()],
             created_cgroup_dirs: vec![],
+            annotations: [("a".to_string(), "b".to_string())].into(),
+            seccomp: None,
+            poststart: vec![],
+            poststop: vec![],
+            hook_helper: "/usr/local/libexec/lxcri/lxcri-hook".into(),
         };
         s.save().unwrap();
         assert_eq!(ContainerState::load(d.path()).unwrap(), s);

@@ -237,9 +237,155 @@ async fn copy_to_console(
     }
 }
 
-/// Open the container's stdio.
-pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<(Stdio, IoKeep)> {
+/// Percent-decoding of a URI component (`+` is a space in a query, as Go's
+/// url.ParseQuery reads it).
+fn percent_decode(s: &str, query: bool) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| Error::InvalidArgument(format!("bad escape in {s:?}")))?;
+                out.push(hex);
+                i += 3;
+                continue;
+            }
+            b'+' if query => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| Error::InvalidArgument(format!("{s:?} is not UTF-8")))
+}
+
+/// A `binary://PATH?k=v&k2` log URI → the program and its arguments, as
+/// containerd builds them (each key, then its value if it has one).
+fn binary_command(uri: &str) -> Result<(String, Vec<String>)> {
+    let rest = uri
+        .strip_prefix("binary://")
+        .ok_or_else(|| Error::InvalidArgument(format!("{uri}: not a binary:// URI")))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = percent_decode(path, false)?;
+    if !path.starts_with('/') {
+        return Err(Error::InvalidArgument(format!(
+            "{uri}: the logging binary must be an absolute path"
+        )));
+    }
+    let mut args = Vec::new();
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        args.push(percent_decode(k, true)?);
+        let v = percent_decode(v, true)?;
+        if !v.is_empty() {
+            args.push(v);
+        }
+    }
+    Ok((path, args))
+}
+
+/// containerd's binary logging: the logger gets the container's stdout and stderr
+/// as the read ends of two pipes at fds 3 and 4, and at fd 5 a pipe it closes (or
+/// writes to) once it is ready; its environment is CONTAINER_ID and
+/// CONTAINER_NAMESPACE only. The shim never waits for it: it ends at end of file.
+fn spawn_logger(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)> {
+    use std::os::unix::process::CommandExt;
+    let (path, args) = binary_command(uri)?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::io("pipe", uri, e.into()))
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    let mut cmd = std::process::Command::new(&path);
+    cmd.args(&args)
+        .env_clear()
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // dup/dup2/fcntl (async-signal-safe) on fds that stay open in the parent until
+    // spawn returns. Each source is first moved above 5, so the dup2 onto 3, 4, 5
+    // cannot clobber a source that sits at one of those numbers.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut moved = [0; 3];
+            for (i, fd) in fds.iter().enumerate() {
+                let m = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                if m < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                moved[i] = m;
+            }
+            for (i, m) in moved.iter().enumerate() {
+                if libc::dup2(*m, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io("start logging binary", &path, e))?;
+    log::debug!("logging binary pid={} path={path}", child.id());
+    drop((out_r, err_r, ready_w));
+    // Wait until it is ready: a byte or end of file on fd 5.
+    lxcri_libexec::channel::wait_readable(ready_r.as_fd(), std::time::Duration::from_secs(30))
+        .map_err(|e| Error::io("wait for logging binary", &path, e))?;
+    Ok((out_w, err_w))
+}
+
+/// `file://PATH`: stdout and stderr appended to a file.
+fn open_log_file(uri: &str) -> Result<(OwnedFd, OwnedFd)> {
+    let path = percent_decode(uri.strip_prefix("file://").unwrap_or(uri), false)?;
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", &path, e))?;
+    }
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let f2 = f.try_clone().map_err(|e| Error::io("dup", &path, e))?;
+    Ok((OwnedFd::from(f), OwnedFd::from(f2)))
+}
+
+/// Open the container's stdio (`id` and `namespace` name it to a logging binary).
+pub fn open(
+    id: &str,
+    namespace: &str,
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+) -> Result<(Stdio, IoKeep)> {
     let mut keep = IoKeep::default();
+    if stdout.starts_with("binary://") || stdout.starts_with("file://") {
+        // containerd passes the same URI for stdout and stderr, and no stdin.
+        let (stdout, stderr) = if stdout.starts_with("binary://") {
+            spawn_logger(stdout, id, namespace)?
+        } else {
+            open_log_file(stdout)?
+        };
+        let stdin = open_stdin(stdin, &mut keep)?;
+        return Ok((
+            Stdio {
+                stdin,
+                stdout,
+                stderr,
+            },
+            keep,
+        ));
+    }
     let stdin = open_stdin(stdin, &mut keep)?;
     let stdout = open_output(stdout, &mut keep)?;
     let stderr = open_output(stderr, &mut keep)?;
@@ -257,6 +403,75 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<(Stdio, IoKeep)> 
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn binary_uri_like_containerd() {
+        let (p, a) = binary_command(
+            "binary:///usr/local/bin/nerdctl?_NERDCTL_INTERNAL_LOGGING=%2Fvar%2Flib%2Fnerdctl%2F1935db59",
+        )
+        .unwrap();
+        assert_eq!(p, "/usr/local/bin/nerdctl");
+        assert_eq!(
+            a,
+            vec!["_NERDCTL_INTERNAL_LOGGING", "/var/lib/nerdctl/1935db59"]
+        );
+        let (p, a) = binary_command("binary:///bin/logger?flag&k=a+b").unwrap();
+        assert_eq!(
+            (p.as_str(), a),
+            (
+                "/bin/logger",
+                vec!["flag".into(), "k".into(), "a b".to_string()]
+            )
+        );
+        assert!(binary_command("binary://relative/logger").is_err());
+        assert!(binary_command("binary:///bin/x?k=%zz").is_err());
+    }
+
+    #[test]
+    fn binary_logger_gets_output_and_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("log");
+        // The logger: env to the file, then fd 3 and fd 4, after closing fd 5.
+        let script = d.path().join("logger.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec 5>&-\necho \"$CONTAINER_ID $CONTAINER_NAMESPACE $1\" > {o}\ncat <&3 >> {o}\ncat <&4 >> {o}\n",
+                o = out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let uri = format!("binary://{}?arg1", script.display());
+        let (stdio, _keep) = open("c1", "ns1", "", &uri, &uri).unwrap();
+        std::fs::File::from(stdio.stdout)
+            .write_all(b"to-stdout\n")
+            .unwrap();
+        std::fs::File::from(stdio.stderr)
+            .write_all(b"to-stderr\n")
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let got = std::fs::read_to_string(&out).unwrap_or_default();
+            if got == "c1 ns1 arg1\nto-stdout\nto-stderr\n" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "got {got:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn file_uri_appends_both_streams() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/ctr.log");
+        let uri = format!("file://{}", p.display());
+        let (stdio, _keep) = open("c", "ns", "", &uri, &uri).unwrap();
+        std::fs::File::from(stdio.stdout).write_all(b"a\n").unwrap();
+        std::fs::File::from(stdio.stderr).write_all(b"b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a\nb\n");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fifo_stdio_roundtrip() {
@@ -265,7 +480,8 @@ mod tests {
         for p in [&i, &o] {
             nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         }
-        let (stdio, mut keep) = open(i.to_str().unwrap(), o.to_str().unwrap(), "").unwrap();
+        let (stdio, mut keep) =
+            open("c", "ns", i.to_str().unwrap(), o.to_str().unwrap(), "").unwrap();
         // The writer connects after the shim opened stdin: no early EOF.
         let mut w = std::fs::OpenOptions::new().write(true).open(&i).unwrap();
         w.write_all(b"x\n").unwrap();

@@ -6,6 +6,7 @@ mod io;
 mod metrics;
 mod mount;
 mod oom;
+mod options;
 mod service;
 mod state;
 mod task;

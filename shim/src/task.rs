@@ -25,11 +25,11 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{Message, MessageDyn};
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::shim::shim::{
-    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest,
-    PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse,
-    StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest,
-    WaitResponse,
+    CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
+    CreateTaskResponse, DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest,
+    PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
@@ -42,6 +42,7 @@ use tokio::sync::{watch, Mutex};
 use crate::error::{Error, Result};
 use crate::io::{self, IoKeep};
 use crate::mount;
+use crate::options;
 pub use crate::state::State;
 use crate::state::{check, Op};
 
@@ -287,7 +288,22 @@ impl TaskService {
             let target = rootfs.clone();
             blocking(move || mount::mount_rootfs(&mounts, &target)).await?;
         }
-        let result = self.create_container(&req, &bundle).await;
+        let opts = match options::parse(req.options.as_ref()).and_then(|o| {
+            options::check_systemd(&o, Path::new("/run/systemd"))?;
+            if let Some(cg) = &o.shim_cgroup {
+                options::enter_shim_cgroup(&runtime_core::cgroup::hierarchies(), cg)?;
+            }
+            Ok(o)
+        }) {
+            Ok(o) => o,
+            Err(e) => {
+                if rootfs_mounted {
+                    mount::unmount_rootfs(&rootfs);
+                }
+                return Err(e);
+            }
+        };
+        let result = self.create_container(&req, &bundle, &opts).await;
         let (container, keep, monitor_pid) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -354,13 +370,21 @@ impl TaskService {
         &self,
         req: &CreateTaskRequest,
         bundle: &Path,
+        opts: &options::RuntimeOptions,
     ) -> Result<(Container, IoKeep, u32)> {
         let (stdio, keep) = if req.terminal {
             (io::null_stdio()?, IoKeep::default())
         } else {
-            io::open(&req.stdin, &req.stdout, &req.stderr)?
+            io::open(
+                &req.id,
+                &self.namespace,
+                &req.stdin,
+                &req.stdout,
+                &req.stderr,
+            )?
         };
-        let cfg = self.cfg.clone();
+        let mut cfg = self.cfg.clone();
+        cfg.no_new_keyring = opts.no_new_keyring;
         let id = req.id.clone();
         let bundle = bundle.to_path_buf();
         let (mut container, monitor_pid) = blocking(move || {
@@ -650,13 +674,15 @@ impl TaskService {
 impl TaskService {
     /// Publish /tasks/oom for every OOM kill in the container's memory cgroup.
     fn watch_oom(&self, t: &TaskEntry) {
-        if self.cfg.layout != runtime_core::cgroup::Layout::V1 {
-            log::warn!("OOM events are not implemented on cgroup v2 yet");
-            return;
-        }
+        let v1 = self.cfg.layout == runtime_core::cgroup::Layout::V1;
+        let file = if v1 {
+            "memory.oom_control"
+        } else {
+            "memory.events"
+        };
         let dir = {
             let Ok(c) = t.container.lock() else { return };
-            runtime_core::cgroup::file(&c.state.hierarchies, &c.state.cgroup, "memory.oom_control")
+            runtime_core::cgroup::file(&c.state.hierarchies, &c.state.cgroup, file)
                 .and_then(|p| p.parent().map(Path::to_path_buf))
         };
         let Some(dir) = dir else {
@@ -666,14 +692,19 @@ impl TaskService {
         let this = self.clone();
         let id = t.id.clone();
         let handle = tokio::runtime::Handle::current();
-        let r = crate::oom::watch_v1(dir, move || {
+        let on_oom = move || {
             let this = this.clone();
             let ev = TaskOOM {
                 container_id: id.clone(),
                 ..Default::default()
             };
             handle.spawn(async move { this.publish(ev.topic().as_str(), Box::new(ev)).await });
-        });
+        };
+        let r = if v1 {
+            crate::oom::watch_v1(dir, on_oom)
+        } else {
+            crate::oom::watch_v2(dir, on_oom)
+        };
         if let Err(e) = r {
             log::warn!("watch OOM of {}: {e}", t.id);
         }
@@ -850,7 +881,7 @@ impl TaskService {
         let (stdio, keep) = if e.terminal {
             (io::null_stdio()?, IoKeep::default())
         } else {
-            io::open(&e.stdin, &e.stdout, &e.stderr)?
+            io::open(exec_id, &self.namespace, &e.stdin, &e.stdout, &e.stderr)?
         };
         let (term_stdin, term_stdout) = (e.stdin.clone(), e.stdout.clone());
         let mut process = e.process.clone();
@@ -1095,6 +1126,27 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
+    /// No checkpoint/restore in lxcri yet: a clear error, FailedPrecondition when
+    /// criu cannot work on this host at all, Unimplemented otherwise.
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        log::info!("Checkpoint id={}", req.id);
+        if !self.tasks.lock().await.by_id.contains_key(&req.id) {
+            return Err(Error::NotFound(req.id).into());
+        }
+        let check = blocking(|| Ok(criu_check())).await?;
+        Err(match check {
+            Err(why) => Error::FailedPrecondition(format!("checkpoint needs criu: {why}")),
+            Ok(()) => {
+                Error::Unimplemented("checkpoint (criu works here, lxcri has no checkpoint yet)")
+            }
+        }
+        .into())
+    }
+
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         Ok(self.do_stats(req).await?)
     }
@@ -1144,4 +1196,33 @@ impl Task for TaskService {
         self.exit.signal();
         Ok(Empty::new())
     }
+}
+
+/// `criu check`: Ok when criu would work on this host, else why not. The output
+/// decides ("Looks good."), not the exit status: the shim's reaper may take it.
+fn criu_check() -> std::result::Result<(), String> {
+    use std::io::Read;
+    let mut child = std::process::Command::new("criu")
+        .arg("check")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("criu check: {e}"))?;
+    let mut out = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut out);
+    }
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    let _ = child.wait();
+    if out.contains("Looks good") {
+        return Ok(());
+    }
+    let tail: Vec<&str> = out.lines().rev().take(2).collect();
+    Err(format!(
+        "criu check failed: {}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("; ")
+    ))
 }

@@ -8,16 +8,15 @@
 //! (`binary://` log URI, `nerdctl logs`), Metrics (`stats`), Update
 //! (`update --memory`), and its own stop (SIGTERM, SIGKILL after -t).
 
+use crate::matrix_v2;
 use crate::util::expect;
-use crate::{matrix_v2, matrix_v2_runc_only};
 use anyhow::{bail, ensure, Context, Result};
 use lxcri_integration::{cmd, rootfs, Harness, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-matrix_v2!(nerdctl_load);
-
-matrix_v2_runc_only!(
+matrix_v2!(
+    nerdctl_load,
     nerdctl_run_foreground,
     nerdctl_run_rm,
     nerdctl_run_tty,

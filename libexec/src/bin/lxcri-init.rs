@@ -12,8 +12,11 @@ use std::path::Path;
 use std::process::exit;
 
 use lxcri_libexec::channel::Channel;
+use lxcri_libexec::hooks::run_hooks;
 use lxcri_libexec::process::SETUP_FAILED as INIT_FAILED;
-use lxcri_libexec::proto::{InitMessage, InitSpec, RuntimeMessage, INIT_CHANNEL_FD, INIT_EXE_FD};
+use lxcri_libexec::proto::{
+    DeviceKind, DeviceNode, InitMessage, InitSpec, RuntimeMessage, INIT_CHANNEL_FD, INIT_EXE_FD,
+};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
@@ -74,6 +77,11 @@ fn main() {
         Ok(None) => exit(INIT_FAILED),
         Err(e) => fail(&format!("receive start: {e}")),
     };
+    let h = &spec.hooks;
+    if let Err(message) = run_hooks("startContainer", &h.start_container, &h.start_state, &[]) {
+        report(result_pipe, &message);
+        exit(INIT_FAILED)
+    }
     let (code, message) = lxcri_libexec::process::become_process(&spec.process);
     report(result_pipe, &message);
     exit(code)
@@ -124,6 +132,9 @@ fn report(pipe: OwnedFd, message: &str) {
 
 /// Pre-start setup, done while init still holds every capability.
 fn prepare(spec: &InitSpec) -> Result<(), String> {
+    for d in &spec.devices {
+        create_device(d).map_err(|e| format!("create device {}: {e}", d.path))?;
+    }
     for p in &spec.masked_paths {
         mask_path(p).map_err(|e| format!("mask {p}: {e}"))?;
     }
@@ -138,7 +149,52 @@ fn prepare(spec: &InitSpec) -> Result<(), String> {
     if spec.readonly_rootfs {
         remount_readonly("/").map_err(|e| format!("make the rootfs read-only: {e}"))?;
     }
+    if let Some(flags) = spec.rootfs_propagation {
+        // runc applies linux.rootfsPropagation to / after pivot_root.
+        let flags = MsFlags::from_bits_truncate(flags as libc::c_ulong);
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("set the propagation of /: {e}"))?;
+    }
     Ok(())
+}
+
+/// mknod a `linux.devices` node (after pivot_root: paths resolve inside the
+/// container), as runc does: parents 0755, mode and owner from the spec; a node
+/// that exists already is left alone.
+fn create_device(d: &DeviceNode) -> Result<(), Errno> {
+    use nix::sys::stat::{Mode, SFlag};
+    let path = Path::new(&d.path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    }
+    let kind = match d.kind {
+        DeviceKind::Char => SFlag::S_IFCHR,
+        DeviceKind::Block => SFlag::S_IFBLK,
+        DeviceKind::Fifo => SFlag::S_IFIFO,
+    };
+    let mode = Mode::from_bits_truncate(d.mode as libc::mode_t);
+    let dev = nix::sys::stat::makedev(d.major, d.minor);
+    match nix::sys::stat::mknod(path, kind, mode, dev) {
+        Ok(()) => {}
+        Err(Errno::EEXIST) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    // The umask applied to mknod's mode: set the bits exactly. (Nothing else runs
+    // in the container yet: the node we just made is still there.)
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )?;
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(nix::unistd::Uid::from_raw(d.uid)),
+        Some(nix::unistd::Gid::from_raw(d.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 /// Remount a mount point read-only, keeping its nosuid/nodev/noexec flags.

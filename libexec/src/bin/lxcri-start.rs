@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::exit;
 
 use lxcri_ffi::Container;
-use lxcri_libexec::proto::INIT_EXE_FD;
+use lxcri_libexec::proto::{INIT_EXE_FD, MONITOR_PID_ENV};
 use lxcri_libexec::status::decode_wait_status;
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -71,6 +71,8 @@ fn run(args: &[String]) -> Result<i32, String> {
     // Kept open (not close-on-exec) until liblxc execs the init from it.
     let _init = seal_init(Path::new(init_exe))?;
 
+    // For lxcri-hook at liblxc's mount hook, to find the init among its ancestors.
+    std::env::set_var(MONITOR_PID_ENV, std::process::id().to_string());
     let mut c = Container::new(name, Path::new(lxcpath)).map_err(|e| e.to_string())?;
     c.clear_config().map_err(|e| e.to_string())?;
     c.load_config(Path::new(config))

@@ -4,11 +4,15 @@
 //! config items, tested with golden outputs. A field lxcri cannot honour is an
 //! error naming the field, never silently ignored.
 
+pub mod devices;
+pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod root;
+pub mod seccomp;
+pub mod security;
 pub mod sysctl;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use crate::cgroup::Layout;
 use crate::error::SpecError;
 use crate::lxcconf::LxcConfig;
 pub use resources::Cgroups;
+pub use security::HostFeatures;
 
 /// What the translation needs besides the spec.
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub struct Context<'a> {
     pub layout: Layout,
     /// liblxc log level (e.g. "WARN", "DEBUG").
     pub log_level: &'a str,
+    /// The LSMs and features of the host (for the fields that need them).
+    pub host: HostFeatures,
 }
 
 /// The result of translating a spec.
@@ -40,6 +47,7 @@ pub struct Translation {
     pub init: InitSpec,
     pub cgroups: Cgroups,
     pub rootfs: PathBuf,
+    pub hooks: hooks::Hooks,
 }
 
 /// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
@@ -74,70 +82,10 @@ fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
         return Ok(());
     };
     let set = [
-        (
-            "linux.uidMappings",
-            l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "linux.gidMappings",
-            l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "linux.devices",
-            l.devices().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        ("linux.seccomp", l.seccomp().is_some()),
-        (
-            "linux.mountLabel",
-            l.mount_label().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        ("linux.intelRdt", l.intel_rdt().is_some()),
         ("linux.memoryPolicy", l.memory_policy().is_some()),
-        ("linux.personality", l.personality().is_some()),
-        (
-            "linux.timeOffsets",
-            l.time_offsets().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
         (
             "linux.netDevices",
             l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-    ];
-    match set.iter().find(|(_, s)| *s) {
-        Some((f, _)) => Err(SpecError::unsupported(*f)),
-        None => Ok(()),
-    }
-}
-
-fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
-    let Some(h) = spec.hooks().as_ref() else {
-        return Ok(());
-    };
-    #[allow(deprecated)]
-    let set = [
-        (
-            "hooks.prestart",
-            h.prestart().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.createRuntime",
-            h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.createContainer",
-            h.create_container().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.startContainer",
-            h.start_container().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.poststart",
-            h.poststart().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "hooks.poststop",
-            h.poststop().as_ref().is_some_and(|v| !v.is_empty()),
         ),
     ];
     match set.iter().find(|(_, s)| *s) {
@@ -150,11 +98,12 @@ fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
 pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     check_version(spec.version())?;
     check_unsupported_linux(spec)?;
-    check_hooks(spec)?;
+    let hooks = hooks::translate(spec)?;
     let mut lxc = LxcConfig::new();
     let log = ctx.rundir.join("lxc.log");
     lxc.push("(runtime)", "lxc.log.file", log.to_string_lossy())?;
     lxc.push("(runtime)", "lxc.log.level", ctx.log_level)?;
+    security::translate(spec, ctx.host, &mut lxc)?;
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
     namespaces::translate(spec, &mut lxc)?;
     // The static init, exec'd from the sealed memfd the start helper provides.
@@ -182,7 +131,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             "a proc mount at /proc is required (lxcri starts its init through /proc/self/fd)",
         ));
     }
-    mounts::translate(spec, ctx.bundle, &mut lxc)?;
+    mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
     sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
     let mut init = InitSpec {
@@ -190,6 +139,9 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         ..Default::default()
     };
     if let Some(l) = spec.linux().as_ref() {
+        if let Some(s) = l.seccomp() {
+            init.process.seccomp = Some(seccomp::translate(s)?);
+        }
         init.masked_paths = check_paths(
             "linux.maskedPaths",
             l.masked_paths().as_deref().unwrap_or_default(),
@@ -199,6 +151,8 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             l.readonly_paths().as_deref().unwrap_or_default(),
         )?;
     }
+    init.devices = devices::translate(spec)?;
+    init.rootfs_propagation = root::propagation(spec)?;
     init.readonly_rootfs = spec
         .root()
         .as_ref()
@@ -209,6 +163,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         init,
         cgroups,
         rootfs,
+        hooks,
     })
 }
 
@@ -233,6 +188,7 @@ mod tests {
             rundir: Path::new("/run/lxcri/default/t1"),
             layout: Layout::V1,
             log_level: "WARN",
+            host: HostFeatures::default(),
         };
         let t = translate(&spec, &ctx).unwrap();
         let want = CTR_LXC.replace("@ROOTFS@", &rootfs.to_string_lossy());
@@ -253,6 +209,7 @@ mod tests {
             rundir: Path::new("/run/x"),
             layout: Layout::V1,
             log_level: "WARN",
+            host: HostFeatures::default(),
         };
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "ociVersion");
         let s: Spec = serde_json::from_value(serde_json::json!({
@@ -261,10 +218,10 @@ mod tests {
         .unwrap();
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.intelRdt");
         let s: Spec = serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2", "root": {"path": "/"}, "hooks": {"prestart": [{"path": "/bin/true"}]}
+            "ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"netDevices": {"eth1": {}}}
         }))
         .unwrap();
-        assert_eq!(translate(&s, &ctx).unwrap_err().field, "hooks.prestart");
+        assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.netDevices");
         let s: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "root": {"path": "/"}, "process": {"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "linux": {"namespaces": [{"type": "mount"}]}

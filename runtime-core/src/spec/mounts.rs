@@ -1,15 +1,74 @@
 //! `mounts`: one `lxc.mount.entry` per mount, in spec order.
 //!
-//! Destinations are made relative to the rootfs (liblxc then resolves them inside
-//! it). Fields are fstab-escaped (`\040` for a space): liblxc reads entries with
+//! Destinations are resolved inside the rootfs (symlinks followed as if the
+//! rootfs were `/`, never out of it) and given to liblxc relative to the rootfs;
+//! liblxc refuses a target with a symlink in it, and would otherwise create
+//! missing directories (`create=dir|file`) by following links on the host.
+//! Fields are fstab-escaped (`\040` for a space): liblxc reads entries with
 //! getmntent.
+//!
+//! Options: liblxc applies the generic ones it knows (ro, nosuid, nodev, noexec,
+//! atime flags, bind/rbind, propagation) and passes `key=value` ones to the
+//! filesystem; any other option it *drops silently*, so lxcri refuses every
+//! option it cannot name, except `tmpcopyup` on a tmpfs whose destination is
+//! empty or missing in the rootfs (there is nothing to copy up).
 
-use std::path::{Component, Path};
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
 use crate::error::SpecError;
 use crate::lxcconf::{check_value, LxcConfig};
+
+/// Options liblxc turns into mount flags (see `mount_opt` and `propagation_opt`
+/// in liblxc's conf.c).
+const FLAG_OPTIONS: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "diratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "sync",
+    "async",
+    "dirsync",
+    "lazytime",
+    "mand",
+    "nomand",
+    "bind",
+    "rbind",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "unbindable",
+    "runbindable",
+];
+
+/// liblxc finds its own mount options by substring anywhere in the options
+/// (`strstr`): such text in a spec option would change what liblxc does.
+const LXC_OPTION_MARKERS: &[&str] = &[
+    "create=dir",
+    "create=file",
+    "optional",
+    "relative",
+    "idmap=",
+];
 
 /// Escape one fstab field.
 fn escape(field: &str, v: &str) -> Result<String, SpecError> {
@@ -19,6 +78,7 @@ fn escape(field: &str, v: &str) -> Result<String, SpecError> {
         match c {
             ' ' => out.push_str("\\040"),
             '\t' => out.push_str("\\011"),
+            '\n' => out.push_str("\\012"),
             '\\' => out.push_str("\\134"),
             c => out.push(c),
         }
@@ -26,7 +86,8 @@ fn escape(field: &str, v: &str) -> Result<String, SpecError> {
     Ok(out)
 }
 
-fn relative_destination(field: &str, dest: &Path) -> Result<String, SpecError> {
+/// The components of an absolute destination without `.`; `..` is refused.
+fn destination_parts(field: &str, dest: &Path) -> Result<Vec<OsString>, SpecError> {
     if !dest.is_absolute() {
         return Err(SpecError::new(
             field,
@@ -37,7 +98,7 @@ fn relative_destination(field: &str, dest: &Path) -> Result<String, SpecError> {
     for c in dest.components() {
         match c {
             Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::Normal(n) => parts.push(n.to_os_string()),
             _ => {
                 return Err(SpecError::new(
                     field,
@@ -49,60 +110,229 @@ fn relative_destination(field: &str, dest: &Path) -> Result<String, SpecError> {
     if parts.is_empty() {
         return Err(SpecError::new(field, "cannot mount over the root"));
     }
-    Ok(parts.join("/"))
+    Ok(parts)
 }
 
-/// Translate `mounts`.
-pub fn translate(spec: &Spec, bundle: &Path, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+/// Resolve `parts` inside `rootfs` as the container will see it: symlinks are
+/// followed with the rootfs as `/` (an absolute link restarts at the rootfs,
+/// `..` stops at it). Below a path where an earlier mount (`mounted`, relative)
+/// is, the image's content is hidden: the rest is taken literally (liblxc then
+/// refuses a symlink there). Returns the path relative to the rootfs.
+pub fn resolve_in_root(
+    field: &str,
+    rootfs: &Path,
+    parts: Vec<OsString>,
+    mounted: &[PathBuf],
+) -> Result<PathBuf, SpecError> {
+    const MAX_LINKS: usize = 40;
+    let mut queue: VecDeque<OsString> = parts.into();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = queue.pop_front() {
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let under_mount = mounted
+            .iter()
+            .any(|m| !resolved.as_os_str().is_empty() && resolved.starts_with(m));
+        let candidate = resolved.join(&c);
+        if under_mount {
+            resolved = candidate;
+            continue;
+        }
+        let md = match std::fs::symlink_metadata(rootfs.join(&candidate)) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                resolved = candidate;
+                continue;
+            }
+            Err(e) => {
+                return Err(SpecError::new(
+                    field,
+                    format!("{}: {e}", candidate.display()),
+                ))
+            }
+        };
+        if !md.file_type().is_symlink() {
+            resolved = candidate;
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(SpecError::new(field, "too many levels of symbolic links"));
+        }
+        let target = std::fs::read_link(rootfs.join(&candidate))
+            .map_err(|e| SpecError::new(field, format!("{}: {e}", candidate.display())))?;
+        if target.is_absolute() {
+            resolved = PathBuf::new();
+        }
+        let mut rest: VecDeque<OsString> = target
+            .components()
+            .filter_map(|c| match c {
+                Component::RootDir => None,
+                Component::CurDir => None,
+                Component::ParentDir => Some(OsString::from("..")),
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::Prefix(_) => None,
+            })
+            .collect();
+        rest.extend(queue);
+        queue = rest;
+    }
+    if resolved.as_os_str().is_empty() {
+        return Err(SpecError::new(
+            field,
+            "resolves to the root of the container",
+        ));
+    }
+    Ok(resolved)
+}
+
+/// Whether a directory of the rootfs is missing or empty (a tmpcopyup there
+/// copies nothing).
+fn empty_or_missing(p: &Path) -> bool {
+    match std::fs::read_dir(p) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Check and filter the options of mount `field` of type `typ`.
+fn options(
+    field: &str,
+    typ: &str,
+    options: &[String],
+    target_in_rootfs: &Path,
+) -> Result<Vec<String>, SpecError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut copyup = false;
+    for (j, o) in options.iter().enumerate() {
+        let f = format!("{field}.options[{j}]");
+        check_value(&f, o)?;
+        if o.contains(',') {
+            return Err(SpecError::new(f, format!("{o:?} contains a comma")));
+        }
+        if let Some(m) = LXC_OPTION_MARKERS.iter().find(|m| o.contains(*m)) {
+            return Err(SpecError::new(
+                f,
+                format!("{o:?} contains {m:?}, which liblxc would take as its own option"),
+            ));
+        }
+        if o == "tmpcopyup" {
+            if typ != "tmpfs" {
+                return Err(SpecError::new(f, "tmpcopyup applies to tmpfs mounts only"));
+            }
+            if !empty_or_missing(target_in_rootfs) {
+                return Err(SpecError::new(
+                    f,
+                    "tmpcopyup over a non-empty directory of the image is not supported",
+                ));
+            }
+            // Nothing to copy up; what runc's copy-up still carries over is the
+            // directory's mode and owner (0755 root for a missing one, which runc
+            // creates so).
+            copyup = true;
+            continue;
+        }
+        if !o.contains('=') && !FLAG_OPTIONS.contains(&o.as_str()) {
+            return Err(SpecError::new(
+                f,
+                format!("mount option {o:?} is not supported (liblxc would ignore it)"),
+            ));
+        }
+        out.push(o.clone());
+    }
+    if copyup {
+        use std::os::unix::fs::MetadataExt;
+        let (mode, uid, gid) = match std::fs::metadata(target_in_rootfs) {
+            Ok(md) => (md.mode() & 0o7777, md.uid(), md.gid()),
+            Err(_) => (0o755, 0, 0),
+        };
+        out.retain(|o| !o.starts_with("mode=") && !o.starts_with("uid=") && !o.starts_with("gid="));
+        out.push(format!("mode={mode:o}"));
+        if uid != 0 || gid != 0 {
+            out.push(format!("uid={uid}"));
+            out.push(format!("gid={gid}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Translate `mounts`; `rootfs` is the absolute rootfs path on the host.
+pub fn translate(
+    spec: &Spec,
+    bundle: &Path,
+    rootfs: &Path,
+    lxc: &mut LxcConfig,
+) -> Result<(), SpecError> {
     let mut auto: Vec<&str> = Vec::new();
     let mut pty_max: Option<u32> = None;
+    // liblxc mounts a tmpfs at /dev itself (lxc.autodev) before the entries.
+    let mut mounted: Vec<PathBuf> = vec![PathBuf::from("dev")];
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let field = format!("mounts[{i}]");
         let typ = m.typ().clone().unwrap_or_default();
-        let options = m.options().clone().unwrap_or_default();
+        let raw_options = m.options().clone().unwrap_or_default();
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
             return Err(SpecError::new(
                 format!("{field}.uidMappings"),
                 "id-mapped mounts are not supported yet",
             ));
         }
-        let dest = relative_destination(&format!("{field}.destination"), m.destination())?;
+        let dest_field = format!("{field}.destination");
+        let parts = destination_parts(&dest_field, m.destination())?;
+        let dest = resolve_in_root(&dest_field, rootfs, parts, &mounted)?;
+        let dest_str = dest.to_string_lossy().into_owned();
         if typ == "cgroup" || typ == "cgroup2" {
-            if dest != "sys/fs/cgroup" {
+            if dest_str != "sys/fs/cgroup" {
                 return Err(SpecError::new(
-                    format!("{field}.destination"),
+                    dest_field,
                     "cgroup mounts are supported at /sys/fs/cgroup only",
                 ));
             }
+            for (j, o) in raw_options.iter().enumerate() {
+                if !matches!(
+                    o.as_str(),
+                    "ro" | "rw"
+                        | "nosuid"
+                        | "nodev"
+                        | "noexec"
+                        | "relatime"
+                        | "rprivate"
+                        | "private"
+                ) {
+                    return Err(SpecError::new(
+                        format!("{field}.options[{j}]"),
+                        format!("cgroup mount option {o:?} is not supported"),
+                    ));
+                }
+            }
             // liblxc mounts the container's own cgroups (every v1 hierarchy, or
-            // cgroup2), also inside a cgroup namespace with :force.
-            let ro = options.iter().any(|o| o == "ro");
+            // cgroup2), also inside a cgroup namespace with :force; always nosuid,
+            // nodev, noexec.
+            let ro = raw_options.iter().any(|o| o == "ro");
             auto.push(if ro {
                 "cgroup:ro:force"
             } else {
                 "cgroup:rw:force"
             });
+            mounted.push(dest);
             continue;
         }
-        if typ == "devpts" && dest == "dev/pts" {
+        if typ == "devpts" && dest_str == "dev/pts" {
             // liblxc drops a devpts mount entry and mounts its own instance when
             // lxc.pty.max > 0, with the standard options (newinstance, ptmxmode=0666,
             // mode=0620, gid=5): anything else cannot be honoured.
-            pty_max = Some(devpts_max(&field, &options)?);
+            pty_max = Some(devpts_max(&field, &raw_options)?);
+            mounted.push(dest);
             continue;
         }
-        let is_bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
-        let mut opts: Vec<String> = Vec::new();
-        for (j, o) in options.iter().enumerate() {
-            if o.contains(',') {
-                return Err(SpecError::new(
-                    format!("{field}.options[{j}]"),
-                    format!("{o:?} contains a comma"),
-                ));
-            }
-            check_value(&format!("{field}.options[{j}]"), o)?;
-            opts.push(o.clone());
-        }
+        let is_bind = typ == "bind" || raw_options.iter().any(|o| o == "bind" || o == "rbind");
+        let mut opts = options(&field, &typ, &raw_options, &rootfs.join(&dest))?;
         let source = m
             .source()
             .as_ref()
@@ -146,11 +376,12 @@ pub fn translate(spec: &Spec, bundle: &Path, lxc: &mut LxcConfig) -> Result<(), 
         let entry = format!(
             "{} {} {} {} 0 0",
             escape(&format!("{field}.source"), &src)?,
-            escape(&format!("{field}.destination"), &dest)?,
+            escape(&dest_field, &dest_str)?,
             escape(&format!("{field}.type"), &fstype)?,
             escape(&format!("{field}.options"), &opts.join(","))?,
         );
         lxc.push(&field, "lxc.mount.entry", entry)?;
+        mounted.push(dest);
     }
     if !auto.is_empty() {
         lxc.push("mounts", "lxc.mount.auto", auto.join(" "))?;
@@ -194,9 +425,17 @@ mod tests {
         .unwrap()
     }
 
+    /// A bundle with an empty rootfs.
+    fn bundle() -> (tempfile::TempDir, PathBuf) {
+        let b = tempfile::tempdir().unwrap();
+        let r = b.path().join("rootfs");
+        std::fs::create_dir(&r).unwrap();
+        (b, r)
+    }
+
     #[test]
     fn containerd_default_mounts() {
-        let b = tempfile::tempdir().unwrap();
+        let (b, r) = bundle();
         let s = spec(serde_json::json!([
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -207,7 +446,7 @@ mod tests {
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &mut lxc).unwrap();
+        translate(&s, b.path(), &r, &mut lxc).unwrap();
         assert_eq!(
             lxc.render(),
             "\
@@ -224,7 +463,7 @@ lxc.pty.max = 1024
 
     #[test]
     fn bind_mounts_escape_and_create() {
-        let b = tempfile::tempdir().unwrap();
+        let (b, r) = bundle();
         std::fs::create_dir(b.path().join("my dir")).unwrap();
         std::fs::write(b.path().join("file"), "x").unwrap();
         let s = spec(serde_json::json!([
@@ -232,7 +471,7 @@ lxc.pty.max = 1024
             {"destination": "/etc/x", "type": "none", "source": "file", "options": ["rbind", "rprivate"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &mut lxc).unwrap();
+        translate(&s, b.path(), &r, &mut lxc).unwrap();
         let entries: Vec<&str> = lxc.get_all("lxc.mount.entry").collect();
         assert_eq!(lxc.get_all("lxc.pty.max").collect::<Vec<_>>(), vec!["0"]);
         let d = b.path().display();
@@ -246,8 +485,84 @@ lxc.pty.max = 1024
     }
 
     #[test]
+    fn golden_flags_propagation_tmpfs_and_order() {
+        let (b, r) = bundle();
+        std::fs::create_dir(r.join("empty")).unwrap();
+        std::fs::set_permissions(
+            r.join("empty"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
+        let s = spec(serde_json::json!([
+            {"destination": "/b1", "type": "bind", "source": "/tmp", "options": ["rbind", "ro", "nosuid", "nodev", "noexec", "rshared"]},
+            {"destination": "/b2", "type": "bind", "source": "/tmp", "options": ["bind", "slave"]},
+            {"destination": "/b3", "type": "bind", "source": "/tmp", "options": ["rbind", "rprivate"]},
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=0700", "rprivate"]},
+            {"destination": "/empty", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid", "mode=1777"]},
+            {"destination": "/t/sub", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/o", "type": "overlay", "source": "overlay", "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}
+        ]));
+        let mut lxc = LxcConfig::new();
+        translate(&s, b.path(), &r, &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "\
+lxc.mount.entry = /tmp b1 none rbind,ro,nosuid,nodev,noexec,rshared,create=dir 0 0
+lxc.mount.entry = /tmp b2 none bind,slave,create=dir 0 0
+lxc.mount.entry = /tmp b3 none rbind,rprivate,create=dir 0 0
+lxc.mount.entry = tmpfs t tmpfs size=1m,mode=0700,rprivate,create=dir 0 0
+lxc.mount.entry = tmpfs empty tmpfs nosuid,mode=711,create=dir 0 0
+lxc.mount.entry = tmpfs t/sub tmpfs create=dir 0 0
+lxc.mount.entry = overlay o overlay lowerdir=/a:/b,upperdir=/u,workdir=/w,create=dir 0 0
+lxc.pty.max = 0
+"
+        );
+    }
+
+    #[test]
+    fn symlinked_destinations_stay_in_the_rootfs() {
+        let (b, r) = bundle();
+        let link =
+            |target: &str, name: &str| std::os::unix::fs::symlink(target, r.join(name)).unwrap();
+        std::fs::create_dir_all(r.join("real/dir")).unwrap();
+        link("/real", "abs"); // absolute: restarts at the rootfs
+        link("../../../../real", "up"); // .. stops at the rootfs
+        link("/etc", "host"); // would be the host's /etc
+        link("loop2", "loop1");
+        link("loop1", "loop2");
+        std::fs::create_dir(r.join("run")).unwrap();
+        link("/elsewhere", "run/link"); // under an earlier mount: literal
+        let s = spec(serde_json::json!([
+            {"destination": "/abs/dir", "type": "tmpfs"},
+            {"destination": "/up/x", "type": "tmpfs"},
+            {"destination": "/host/passwd", "type": "bind", "source": "/etc/hostname"},
+            {"destination": "/run", "type": "tmpfs"},
+            {"destination": "/run/link/y", "type": "tmpfs"}
+        ]));
+        let mut lxc = LxcConfig::new();
+        translate(&s, b.path(), &r, &mut lxc).unwrap();
+        let dests: Vec<String> = lxc
+            .get_all("lxc.mount.entry")
+            .map(|e| e.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            dests,
+            ["real/dir", "real/x", "etc/passwd", "run", "run/link/y"]
+        );
+        let s = spec(serde_json::json!([{"destination": "/loop1/x", "type": "tmpfs"}]));
+        let e = translate(&s, b.path(), &r, &mut LxcConfig::new()).unwrap_err();
+        assert_eq!(e.field, "mounts[0].destination");
+        link("/", "toroot");
+        let s = spec(serde_json::json!([{"destination": "/toroot", "type": "tmpfs"}]));
+        let e = translate(&s, b.path(), &r, &mut LxcConfig::new()).unwrap_err();
+        assert_eq!(e.field, "mounts[0].destination");
+    }
+
+    #[test]
     fn bad_mounts_name_the_field() {
-        let b = tempfile::tempdir().unwrap();
+        let (b, r) = bundle();
+        std::fs::create_dir_all(r.join("full")).unwrap();
+        std::fs::write(r.join("full/f"), "x").unwrap();
         let cases = [
             (
                 serde_json::json!([{"destination": "rel", "type": "tmpfs"}]),
@@ -277,9 +592,33 @@ lxc.pty.max = 1024
                 serde_json::json!([{"destination": "/dev/pts", "type": "devpts", "options": ["mode=0600"]}]),
                 "mounts[0].options[0]",
             ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "tmpfs", "options": ["nosuid", "nosymfollow"]}]),
+                "mounts[0].options[1]",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "tmpfs", "options": ["optional"]}]),
+                "mounts[0].options[0]",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "overlay", "options": ["lowerdir=/x/relative/y"]}]),
+                "mounts[0].options[0]",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "options": ["rro"]}]),
+                "mounts[0].options[0]",
+            ),
+            (
+                serde_json::json!([{"destination": "/full", "type": "tmpfs", "options": ["tmpcopyup"]}]),
+                "mounts[0].options[0]",
+            ),
+            (
+                serde_json::json!([{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["ro", "subtree=x"]}]),
+                "mounts[0].options[1]",
+            ),
         ];
         for (m, field) in cases {
-            let e = translate(&spec(m), b.path(), &mut LxcConfig::new()).unwrap_err();
+            let e = translate(&spec(m), b.path(), &r, &mut LxcConfig::new()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
     }

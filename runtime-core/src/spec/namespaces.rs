@@ -21,18 +21,8 @@ fn lxc_name(t: LinuxNamespaceType) -> Result<&'static str, SpecError> {
         LinuxNamespaceType::Ipc => "ipc",
         LinuxNamespaceType::Uts => "uts",
         LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::User => {
-            return Err(SpecError::new(
-                "linux.namespaces",
-                "user namespaces are not supported yet",
-            ))
-        }
-        LinuxNamespaceType::Time => {
-            return Err(SpecError::new(
-                "linux.namespaces",
-                "time namespaces are not supported yet",
-            ))
-        }
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Time => "time",
     })
 }
 
@@ -63,10 +53,10 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
             let field = format!("linux.namespaces[{i}].path");
             let p = path.to_string_lossy().into_owned();
             check_value(&field, &p)?;
-            if name == "mnt" {
+            if name == "mnt" || name == "time" || name == "user" {
                 return Err(SpecError::new(
                     field,
-                    "joining a mount namespace is not supported",
+                    format!("joining a {name} namespace is not supported"),
                 ));
             }
             if !path.is_absolute() || std::fs::symlink_metadata(path).is_err() {
@@ -102,6 +92,8 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         // brings up (as runc does).
         lxc.push("linux.namespaces", "lxc.net.0.type", "empty")?;
     }
+    id_mappings(spec, names.contains(&"user"), lxc)?;
+    time_offsets(spec, names.contains(&"time"), lxc)?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         if !new.uts {
             return Err(SpecError::new(
@@ -111,10 +103,115 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         }
         lxc.push("hostname", "lxc.uts.name", h.as_str())?;
     }
-    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(SpecError::unsupported("domainname"));
+    if let Some(d) = spec.domainname().as_ref().filter(|d| !d.is_empty()) {
+        if !new.uts {
+            return Err(SpecError::new(
+                "domainname",
+                "setting the domain name requires a new UTS namespace",
+            ));
+        }
+        // liblxc has no key for it: the UTS namespace's sysctl, set before the init.
+        lxc.push("domainname", "lxc.sysctl.kernel.domainname", d.as_str())?;
     }
     Ok(new)
+}
+
+/// `linux.uidMappings`/`gidMappings` → `lxc.idmap = u|g <container> <host> <size>`
+/// (liblxc writes the maps of the new user namespace). A new user namespace
+/// needs both; mappings without one are an error.
+fn id_mappings(spec: &Spec, new_user_ns: bool, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+    let linux = spec.linux().as_ref();
+    let uids = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gids = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    if !new_user_ns {
+        if !uids.is_empty() || !gids.is_empty() {
+            let f = if uids.is_empty() {
+                "linux.gidMappings"
+            } else {
+                "linux.uidMappings"
+            };
+            return Err(SpecError::new(
+                f,
+                "needs a new user namespace in linux.namespaces",
+            ));
+        }
+        return Ok(());
+    }
+    for (field, kind, maps) in [
+        ("linux.uidMappings", "u", &uids),
+        ("linux.gidMappings", "g", &gids),
+    ] {
+        if maps.is_empty() {
+            return Err(SpecError::new(field, "a new user namespace needs mappings"));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(SpecError::new(
+                    format!("{field}[{i}].size"),
+                    "must not be 0",
+                ));
+            }
+            lxc.push(
+                &format!("{field}[{i}]"),
+                "lxc.idmap",
+                format!("{kind} {} {} {}", m.container_id(), m.host_id(), m.size()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `linux.timeOffsets` (`monotonic`, `boottime`) → `lxc.time.offset.*`. liblxc
+/// takes one unit per clock (seconds, or nanoseconds below one second), so an
+/// offset with both parts cannot be expressed.
+fn time_offsets(spec: &Spec, new_time_ns: bool, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+        .filter(|o| !o.is_empty())
+    else {
+        return Ok(());
+    };
+    if !new_time_ns {
+        return Err(SpecError::new(
+            "linux.timeOffsets",
+            "needs a new time namespace in linux.namespaces",
+        ));
+    }
+    let mut clocks: Vec<&String> = offsets.keys().collect();
+    clocks.sort();
+    for clock in clocks {
+        let field = format!("linux.timeOffsets.{clock}");
+        let key = match clock.as_str() {
+            "monotonic" => "lxc.time.offset.monotonic",
+            "boottime" => "lxc.time.offset.boot",
+            _ => {
+                return Err(SpecError::new(
+                    field,
+                    "is not a clock with a time namespace offset (monotonic, boottime)",
+                ))
+            }
+        };
+        let o = &offsets[clock];
+        let (secs, nanos) = (o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0));
+        let value =
+            match (secs, nanos) {
+                (0, 0) => continue,
+                (s, 0) => format!("{s}s"),
+                (0, n) if n < 1_000_000_000 => format!("{n}ns"),
+                _ => return Err(SpecError::new(
+                    field,
+                    "liblxc takes seconds or nanoseconds (below one second) per clock, not both",
+                )),
+            };
+        lxc.push(&field, key, value)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,7 +229,7 @@ mod tests {
     #[test]
     fn containerd_default_namespaces() {
         let s = spec(serde_json::json!({
-            "hostname": "box",
+            "hostname": "box", "domainname": "example.org",
             "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
                                      {"type": "mount"}, {"type": "network"}]}
         }));
@@ -141,7 +238,8 @@ mod tests {
         assert!(new.net && new.uts && !new.cgroup);
         assert_eq!(
             lxc.render(),
-            "lxc.namespace.clone = pid ipc uts mnt net\nlxc.net.0.type = empty\nlxc.uts.name = box\n"
+            "lxc.namespace.clone = pid ipc uts mnt net\nlxc.net.0.type = empty\nlxc.uts.name = box\n\
+             lxc.sysctl.kernel.domainname = example.org\n"
         );
     }
 
@@ -165,6 +263,93 @@ mod tests {
     }
 
     #[test]
+    fn golden_time_namespace_offsets() {
+        let s = spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "time"}],
+            "timeOffsets": {"monotonic": {"secs": 86400}, "boottime": {"nanosecs": 500}}
+        }}));
+        let mut lxc = LxcConfig::new();
+        translate(&s, &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "lxc.namespace.clone = mnt time\n\
+             lxc.time.offset.boot = 500ns\n\
+             lxc.time.offset.monotonic = 86400s\n"
+        );
+        let cases = [
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}], "timeOffsets": {"monotonic": {"secs": 1}}}),
+                "linux.timeOffsets",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time"}],
+                                   "timeOffsets": {"monotonic": {"secs": 1, "nanosecs": 1}}}),
+                "linux.timeOffsets.monotonic",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time"}],
+                                   "timeOffsets": {"realtime": {"secs": 1}}}),
+                "linux.timeOffsets.realtime",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time", "path": "/proc/self/ns/time"}]}),
+                "linux.namespaces[1].path",
+            ),
+        ];
+        for (linux, field) in cases {
+            let e = translate(
+                &spec(serde_json::json!({ "linux": linux })),
+                &mut LxcConfig::new(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn golden_user_namespace_mappings() {
+        let s = spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "user"}],
+            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1000},
+                            {"containerID": 1000, "hostID": 200000, "size": 1}]
+        }}));
+        let mut lxc = LxcConfig::new();
+        translate(&s, &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "lxc.namespace.clone = mnt user\n\
+             lxc.idmap = u 0 100000 65536\n\
+             lxc.idmap = g 0 100000 1000\n\
+             lxc.idmap = g 1000 200000 1\n"
+        );
+        let cases = [
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "user"}],
+                                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+                "linux.gidMappings",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}],
+                                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+                "linux.uidMappings",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}]}),
+                "linux.namespaces[1].path",
+            ),
+        ];
+        for (linux, field) in cases {
+            let e = translate(
+                &spec(serde_json::json!({ "linux": linux })),
+                &mut LxcConfig::new(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
     fn hostname_needs_uts() {
         let s = spec(serde_json::json!({
             "hostname": "box", "linux": {"namespaces": [{"type": "mount"}]}
@@ -172,6 +357,17 @@ mod tests {
         assert_eq!(
             translate(&s, &mut LxcConfig::new()).unwrap_err().field,
             "hostname"
+        );
+    }
+
+    #[test]
+    fn domainname_needs_uts() {
+        let s = spec(serde_json::json!({
+            "domainname": "example.org", "linux": {"namespaces": [{"type": "mount"}]}
+        }));
+        assert_eq!(
+            translate(&s, &mut LxcConfig::new()).unwrap_err().field,
+            "domainname"
         );
     }
 
@@ -192,7 +388,10 @@ mod tests {
         let s = spec(
             serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}),
         );
-        assert!(translate(&s, &mut LxcConfig::new()).is_err());
+        assert_eq!(
+            translate(&s, &mut LxcConfig::new()).unwrap_err().field,
+            "linux.uidMappings"
+        );
         let s = spec(serde_json::json!({"linux": {"namespaces": [
             {"type": "mount"}, {"type": "network", "path": "/proc/self/ns/nope"}]}}));
         assert_eq!(

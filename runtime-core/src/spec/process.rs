@@ -122,12 +122,15 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
     if p.command_line().is_some() {
         return Err(SpecError::unsupported("process.commandLine"));
     }
-    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(SpecError::unsupported("process.apparmorProfile"));
-    }
-    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(SpecError::unsupported("process.selinuxLabel"));
-    }
+    // "unconfined" and empty are fine; anything else is an error naming the field
+    // (why depends on the host: see `security`).
+    let host = super::security::HostFeatures::detect();
+    super::security::check_apparmor(
+        "process.apparmorProfile",
+        p.apparmor_profile().as_deref(),
+        host,
+    )?;
+    super::security::check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
     if p.io_priority().is_some() {
         return Err(SpecError::unsupported("process.ioPriority"));
     }
@@ -218,6 +221,8 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
             let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
             (clamp(b.height()), clamp(b.width()))
         }),
+        // The container's filter (linux.seccomp), set by the caller.
+        seccomp: None,
     })
 }
 

@@ -4,9 +4,12 @@
 //! silently ignores `lxc.cgroup2.*`; on a pure v2 host it is the reverse. Each limit
 //! is emitted for the layout of the host.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources, Spec,
+};
 
 use crate::cgroup::{self, Layout};
 use crate::error::SpecError;
@@ -22,20 +25,21 @@ pub struct Cgroups {
 }
 
 /// The devices every container may use, as runc allows them (after the spec's own
-/// rules): mknod of any device, and the standard character devices.
-const DEFAULT_ALLOWED_DEVICES: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",    // /dev/null
-    "c 1:5 rwm",    // /dev/zero
-    "c 1:7 rwm",    // /dev/full
-    "c 1:8 rwm",    // /dev/random
-    "c 1:9 rwm",    // /dev/urandom
-    "c 5:0 rwm",    // /dev/tty
-    "c 5:1 rwm",    // /dev/console
-    "c 5:2 rwm",    // /dev/ptmx
-    "c 136:* rwm",  // /dev/pts/*
-    "c 10:200 rwm", // /dev/net/tun
+/// rules): mknod of any device, and the standard character devices. A rule with a
+/// path is dropped when `linux.devices` has a node at that path (runc: the spec's
+/// device takes priority).
+const DEFAULT_ALLOWED_DEVICES: &[(&str, Option<&str>)] = &[
+    ("c *:* m", None),
+    ("b *:* m", None),
+    ("c 1:3 rwm", Some("/dev/null")),
+    ("c 1:8 rwm", Some("/dev/random")),
+    ("c 1:7 rwm", Some("/dev/full")),
+    ("c 5:0 rwm", Some("/dev/tty")),
+    ("c 1:5 rwm", Some("/dev/zero")),
+    ("c 1:9 rwm", Some("/dev/urandom")),
+    ("c 136:* rwm", None),  // /dev/pts/*
+    ("c 5:2 rwm", None),    // /dev/ptmx
+    ("c 10:200 rwm", None), // /dev/net/tun
 ];
 
 struct Emitter<'a> {
@@ -96,15 +100,40 @@ fn device_rule(field: &str, d: &LinuxDeviceCgroup) -> Result<String, SpecError> 
     ))
 }
 
-fn devices(e: &mut Emitter, rules: &[LinuxDeviceCgroup]) -> Result<(), SpecError> {
+fn devices(
+    e: &mut Emitter,
+    rules: &[LinuxDeviceCgroup],
+    node_paths: &[&Path],
+) -> Result<(), SpecError> {
     let (allow_key, deny_key) = ("devices.allow", "devices.deny");
+    // Default deny, like runc (its device emulator starts from deny-all): without
+    // it, a v1 cgroup starts with "a *:* rwm" allowed and the allow rules below
+    // would restrict nothing. containerd's specs start with this rule already.
+    let starts_with_deny_all = rules.first().is_some_and(|d| {
+        !d.allow()
+            && matches!(d.typ(), None | Some(LinuxDeviceType::A))
+            && d.major().is_none_or(|n| n < 0)
+            && d.minor().is_none_or(|n| n < 0)
+            && d.access().as_deref().is_none_or(|a| a == "rwm")
+    });
+    if !starts_with_deny_all {
+        e.set(
+            "linux.resources.devices",
+            Some(deny_key),
+            Some(deny_key),
+            "a *:* rwm".into(),
+        )?;
+    }
     for (i, d) in rules.iter().enumerate() {
         let field = format!("linux.resources.devices[{i}]");
         let rule = device_rule(&field, d)?;
         let key = if d.allow() { allow_key } else { deny_key };
         e.set(&field, Some(key), Some(key), rule)?;
     }
-    for rule in DEFAULT_ALLOWED_DEVICES {
+    for (rule, path) in DEFAULT_ALLOWED_DEVICES {
+        if path.is_some_and(|p| node_paths.contains(&Path::new(p))) {
+            continue;
+        }
         e.set(
             "linux.resources.devices",
             Some(allow_key),
@@ -123,146 +152,13 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
 }
 
-fn resources(e: &mut Emitter, r: &LinuxResources) -> Result<(), SpecError> {
-    devices(e, r.devices().as_deref().unwrap_or_default())?;
+fn resources(e: &mut Emitter, r: &LinuxResources, node_paths: &[&Path]) -> Result<(), SpecError> {
+    devices(e, r.devices().as_deref().unwrap_or_default(), node_paths)?;
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
-            let v2 = if l < 0 {
-                "max".to_string()
-            } else {
-                l.to_string()
-            };
-            let v = match e.layout {
-                Layout::V1 => l.to_string(),
-                Layout::V2 => v2,
-            };
-            e.set(
-                "linux.resources.memory.limit",
-                Some("memory.limit_in_bytes"),
-                Some("memory.max"),
-                v,
-            )?;
-        }
-        if let Some(l) = m.reservation() {
-            e.set(
-                "linux.resources.memory.reservation",
-                Some("memory.soft_limit_in_bytes"),
-                Some("memory.low"),
-                l.to_string(),
-            )?;
-        }
-        if let Some(sw) = m.swap() {
-            // runc: v1 memory.memsw.limit_in_bytes is memory+swap (after the
-            // limit, which must not exceed it); v2 memory.swap.max is swap alone.
-            let v = match e.layout {
-                Layout::V1 => sw.to_string(),
-                Layout::V2 if sw < 0 => "max".to_string(),
-                Layout::V2 => match m.limit() {
-                    Some(l) if l >= 0 && sw >= l => (sw - l).to_string(),
-                    Some(l) if l >= 0 => {
-                        return Err(SpecError::new(
-                            "linux.resources.memory.swap",
-                            format!("{sw} is below the memory limit {l}"),
-                        ))
-                    }
-                    _ => sw.to_string(),
-                },
-            };
-            e.set(
-                "linux.resources.memory.swap",
-                Some("memory.memsw.limit_in_bytes"),
-                Some("memory.swap.max"),
-                v,
-            )?;
-        }
-        let unsupported = [
-            ("kernel", m.kernel().is_some()),
-            ("kernelTCP", m.kernel_tcp().is_some()),
-            ("swappiness", m.swappiness().is_some()),
-            ("disableOOMKiller", m.disable_oom_killer().is_some()),
-            ("useHierarchy", m.use_hierarchy().is_some()),
-            ("checkBeforeUpdate", m.check_before_update().is_some()),
-        ];
-        if let Some((f, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return Err(SpecError::unsupported(format!(
-                "linux.resources.memory.{f}"
-            )));
-        }
+        memory(e, m)?;
     }
     if let Some(c) = r.cpu() {
-        if let Some(s) = c.shares() {
-            let v = match e.layout {
-                Layout::V1 => s.to_string(),
-                Layout::V2 => shares_to_weight(s).to_string(),
-            };
-            e.set(
-                "linux.resources.cpu.shares",
-                Some("cpu.shares"),
-                Some("cpu.weight"),
-                v,
-            )?;
-        }
-        match e.layout {
-            Layout::V1 => {
-                if let Some(p) = c.period() {
-                    e.set(
-                        "linux.resources.cpu.period",
-                        Some("cpu.cfs_period_us"),
-                        None,
-                        p.to_string(),
-                    )?;
-                }
-                if let Some(q) = c.quota() {
-                    e.set(
-                        "linux.resources.cpu.quota",
-                        Some("cpu.cfs_quota_us"),
-                        None,
-                        q.to_string(),
-                    )?;
-                }
-            }
-            Layout::V2 => {
-                if c.quota().is_some() || c.period().is_some() {
-                    let q = c
-                        .quota()
-                        .filter(|q| *q > 0)
-                        .map(|q| q.to_string())
-                        .unwrap_or("max".into());
-                    let p = c.period().unwrap_or(100_000);
-                    e.set(
-                        "linux.resources.cpu.quota",
-                        None,
-                        Some("cpu.max"),
-                        format!("{q} {p}"),
-                    )?;
-                }
-            }
-        }
-        if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
-            e.set(
-                "linux.resources.cpu.cpus",
-                Some("cpuset.cpus"),
-                Some("cpuset.cpus"),
-                cpus.clone(),
-            )?;
-        }
-        if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
-            e.set(
-                "linux.resources.cpu.mems",
-                Some("cpuset.mems"),
-                Some("cpuset.mems"),
-                mems.clone(),
-            )?;
-        }
-        let unsupported = [
-            ("idle", c.idle().is_some()),
-            ("burst", c.burst().is_some()),
-            ("realtimeRuntime", c.realtime_runtime().is_some()),
-            ("realtimePeriod", c.realtime_period().is_some()),
-        ];
-        if let Some((f, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return Err(SpecError::unsupported(format!("linux.resources.cpu.{f}")));
-        }
+        cpu(e, c)?;
     }
     if let Some(p) = r.pids() {
         let v = if p.limit() > 0 {
@@ -277,21 +173,430 @@ fn resources(e: &mut Emitter, r: &LinuxResources) -> Result<(), SpecError> {
             v,
         )?;
     }
-    let unsupported = [
-        ("blockIO", r.block_io().is_some()),
+    if let Some(b) = r.block_io() {
+        block_io(e, b)?;
+    }
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let field = format!("linux.resources.hugepageLimits[{i}]");
+        let size = h.page_size();
+        let valid = size.len() > 2
+            && size.ends_with('B')
+            && size[..size.len() - 2].chars().all(|c| c.is_ascii_digit())
+            && matches!(&size[size.len() - 2..size.len() - 1], "K" | "M" | "G");
+        if !valid {
+            return Err(SpecError::new(
+                format!("{field}.pageSize"),
+                format!("{size:?} is not a page size such as 2MB"),
+            ));
+        }
+        e.set(
+            &field,
+            Some(&format!("hugetlb.{size}.limit_in_bytes")),
+            Some(&format!("hugetlb.{size}.max")),
+            h.limit().to_string(),
+        )?;
+    }
+    if let Some(n) = r.network() {
+        if let Some(id) = n.class_id() {
+            e.set(
+                "linux.resources.network.classID",
+                Some("net_cls.classid"),
+                None,
+                id.to_string(),
+            )?;
+        }
+        for (i, p) in n.priorities().iter().flatten().enumerate() {
+            let field = format!("linux.resources.network.priorities[{i}]");
+            let name = p.name();
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(SpecError::new(
+                    format!("{field}.name"),
+                    format!("{name:?} is not an interface name"),
+                ));
+            }
+            e.set(
+                &field,
+                Some("net_prio.ifpriomap"),
+                None,
+                format!("{name} {}", p.priority()),
+            )?;
+        }
+    }
+    if let Some(rdma) = r.rdma() {
+        // In name order: a HashMap has none, the config must be reproducible.
+        let mut devs: Vec<_> = rdma.iter().collect();
+        devs.sort_by(|a, b| a.0.cmp(b.0));
+        for (dev, l) in devs {
+            let field = format!("linux.resources.rdma.{dev}");
+            if dev.is_empty() || dev.contains(|c: char| c.is_whitespace()) {
+                return Err(SpecError::new(field, "invalid device name"));
+            }
+            let mut v = dev.clone();
+            if let Some(h) = l.hca_handles() {
+                v.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                v.push_str(&format!(" hca_object={o}"));
+            }
+            if v == *dev {
+                continue;
+            }
+            e.set(&field, Some("rdma.max"), Some("rdma.max"), v)?;
+        }
+    }
+    if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+        unified(e, u)?;
+    }
+    Ok(())
+}
+
+fn memory(e: &mut Emitter, m: &LinuxMemory) -> Result<(), SpecError> {
+    const F: &str = "linux.resources.memory";
+    let v1 = e.layout == Layout::V1;
+    if let Some(l) = m.limit() {
+        let v = if l < 0 && !v1 {
+            "max".to_string()
+        } else {
+            l.to_string()
+        };
+        e.set(
+            &format!("{F}.limit"),
+            Some("memory.limit_in_bytes"),
+            Some("memory.max"),
+            v,
+        )?;
+    }
+    if let Some(l) = m.reservation() {
+        let v = if l < 0 && !v1 {
+            "max".to_string()
+        } else {
+            l.to_string()
+        };
+        e.set(
+            &format!("{F}.reservation"),
+            Some("memory.soft_limit_in_bytes"),
+            Some("memory.low"),
+            v,
+        )?;
+    }
+    if let Some(swap) = m.swap() {
+        let field = format!("{F}.swap");
+        let limit = m.limit().unwrap_or(0);
+        if v1 {
+            // memory+swap, as the spec's swap; liblxc writes it after the limit.
+            if swap > 0 && limit > 0 && swap < limit {
+                return Err(SpecError::new(
+                    field,
+                    "memory+swap must not be below the memory limit",
+                ));
+            }
+            e.set(
+                &field,
+                Some("memory.memsw.limit_in_bytes"),
+                None,
+                swap.to_string(),
+            )?;
+        } else {
+            // runc's conversion: v2 limits swap alone.
+            let v = match swap {
+                -1 => Some("max".to_string()),
+                0 => None,
+                s if s < 0 => return Err(SpecError::new(field, format!("invalid value {s}"))),
+                s => {
+                    if limit <= 0 {
+                        return Err(SpecError::new(
+                            field,
+                            "a swap limit needs a memory limit on cgroup v2",
+                        ));
+                    }
+                    if s < limit {
+                        return Err(SpecError::new(
+                            field,
+                            "memory+swap must not be below the memory limit",
+                        ));
+                    }
+                    Some((s - limit).to_string())
+                }
+            };
+            if let Some(v) = v {
+                e.set(&field, None, Some("memory.swap.max"), v)?;
+            }
+        }
+    }
+    if m.kernel().is_some() {
+        return Err(SpecError::new(
+            format!("{F}.kernel"),
+            "kernel memory limits are deprecated by the OCI spec and no longer enforced by Linux",
+        ));
+    }
+    if let Some(t) = m.kernel_tcp() {
+        e.set(
+            &format!("{F}.kernelTCP"),
+            Some("memory.kmem.tcp.limit_in_bytes"),
+            None,
+            t.to_string(),
+        )?;
+    }
+    if let Some(s) = m.swappiness() {
+        let field = format!("{F}.swappiness");
+        if s > 100 {
+            return Err(SpecError::new(field, format!("{s} is above 100")));
+        }
+        e.set(&field, Some("memory.swappiness"), None, s.to_string())?;
+    }
+    if m.disable_oom_killer() == Some(true) {
+        e.set(
+            &format!("{F}.disableOOMKiller"),
+            Some("memory.oom_control"),
+            None,
+            "1".into(),
+        )?;
+    }
+    if let Some(h) = m.use_hierarchy() {
+        let field = format!("{F}.useHierarchy");
+        if !h {
+            return Err(SpecError::new(
+                field,
+                "Linux always uses the memory hierarchy (cgroup v1 use_hierarchy=0 is gone)",
+            ));
+        }
+        e.set(&field, Some("memory.use_hierarchy"), None, "1".into())?;
+    }
+    if m.check_before_update() == Some(true) {
+        return Err(SpecError::unsupported(format!("{F}.checkBeforeUpdate")));
+    }
+    Ok(())
+}
+
+fn cpu(e: &mut Emitter, c: &LinuxCpu) -> Result<(), SpecError> {
+    const F: &str = "linux.resources.cpu";
+    // Zero means unset for these, as in runc (nerdctl and CRI send zeros).
+    if let Some(s) = c.shares().filter(|s| *s != 0) {
+        let v = match e.layout {
+            Layout::V1 => s.to_string(),
+            Layout::V2 => shares_to_weight(s).to_string(),
+        };
+        e.set(
+            &format!("{F}.shares"),
+            Some("cpu.shares"),
+            Some("cpu.weight"),
+            v,
+        )?;
+    }
+    match e.layout {
+        Layout::V1 => {
+            if let Some(p) = c.period().filter(|p| *p != 0) {
+                e.set(
+                    &format!("{F}.period"),
+                    Some("cpu.cfs_period_us"),
+                    None,
+                    p.to_string(),
+                )?;
+            }
+            if let Some(q) = c.quota().filter(|q| *q != 0) {
+                e.set(
+                    &format!("{F}.quota"),
+                    Some("cpu.cfs_quota_us"),
+                    None,
+                    q.to_string(),
+                )?;
+            }
+        }
+        Layout::V2 => {
+            if c.quota().is_some_and(|q| q != 0) || c.period().is_some_and(|p| p != 0) {
+                let q = c
+                    .quota()
+                    .filter(|q| *q > 0)
+                    .map(|q| q.to_string())
+                    .unwrap_or("max".into());
+                let p = c.period().filter(|p| *p != 0).unwrap_or(100_000);
+                e.set(
+                    &format!("{F}.quota"),
+                    None,
+                    Some("cpu.max"),
+                    format!("{q} {p}"),
+                )?;
+            }
+        }
+    }
+    if let Some(b) = c.burst() {
+        e.set(
+            &format!("{F}.burst"),
+            Some("cpu.cfs_burst_us"),
+            Some("cpu.max.burst"),
+            b.to_string(),
+        )?;
+    }
+    // The period first: the kernel checks the runtime against it.
+    if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
+        e.set(
+            &format!("{F}.realtimePeriod"),
+            Some("cpu.rt_period_us"),
+            None,
+            p.to_string(),
+        )?;
+    }
+    if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
+        e.set(
+            &format!("{F}.realtimeRuntime"),
+            Some("cpu.rt_runtime_us"),
+            None,
+            r.to_string(),
+        )?;
+    }
+    if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
+        e.set(
+            &format!("{F}.cpus"),
+            Some("cpuset.cpus"),
+            Some("cpuset.cpus"),
+            cpus.clone(),
+        )?;
+    }
+    if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
+        e.set(
+            &format!("{F}.mems"),
+            Some("cpuset.mems"),
+            Some("cpuset.mems"),
+            mems.clone(),
+        )?;
+    }
+    if let Some(i) = c.idle() {
+        let field = format!("{F}.idle");
+        if !(0..=1).contains(&i) {
+            return Err(SpecError::new(field, format!("{i} is not 0 or 1")));
+        }
+        e.set(&field, Some("cpu.idle"), Some("cpu.idle"), i.to_string())?;
+    }
+    Ok(())
+}
+
+/// cgroup v2 io.weight from a v1 blkio weight (10..1000), as runc converts it.
+pub fn blkio_weight_to_io_weight(w: u16) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + (u64::from(w).clamp(10, 1000) - 10) * 9999 / 990
+}
+
+fn block_io(e: &mut Emitter, b: &LinuxBlockIo) -> Result<(), SpecError> {
+    const F: &str = "linux.resources.blockIO";
+    let layout = e.layout;
+    let weight = |w: u16| match layout {
+        Layout::V1 => w.to_string(),
+        Layout::V2 => blkio_weight_to_io_weight(w).to_string(),
+    };
+    if let Some(w) = b.weight() {
+        let field = format!("{F}.weight");
+        if !(10..=1000).contains(&w) {
+            return Err(SpecError::new(field, format!("{w} is outside 10..1000")));
+        }
+        let v = weight(w);
+        e.set(&field, Some("blkio.weight"), Some("io.weight"), v)?;
+    }
+    if b.leaf_weight().is_some() {
+        return Err(SpecError::new(
+            format!("{F}.leafWeight"),
+            "leaf weights existed only with the CFQ I/O scheduler, gone since Linux 5.0",
+        ));
+    }
+    for (i, d) in b.weight_device().iter().flatten().enumerate() {
+        let field = format!("{F}.weightDevice[{i}]");
+        if d.leaf_weight().is_some() {
+            return Err(SpecError::new(
+                format!("{field}.leafWeight"),
+                "leaf weights existed only with the CFQ I/O scheduler, gone since Linux 5.0",
+            ));
+        }
+        let Some(w) = d.weight() else { continue };
+        if !(10..=1000).contains(&w) {
+            return Err(SpecError::new(
+                format!("{field}.weight"),
+                format!("{w} is outside 10..1000"),
+            ));
+        }
+        let dev = device_number(&field, d.major(), d.minor())?;
+        e.set(
+            &field,
+            Some("blkio.weight_device"),
+            Some("io.weight"),
+            format!("{dev} {}", weight(w)),
+        )?;
+    }
+    let throttles = [
         (
-            "hugepageLimits",
-            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+            "throttleReadBpsDevice",
+            b.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+            "rbps",
         ),
-        ("network", r.network().is_some()),
-        ("rdma", r.rdma().as_ref().is_some_and(|h| !h.is_empty())),
         (
-            "unified",
-            r.unified().as_ref().is_some_and(|h| !h.is_empty()),
+            "throttleWriteBpsDevice",
+            b.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+            "wbps",
+        ),
+        (
+            "throttleReadIOPSDevice",
+            b.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+            "riops",
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            b.throttle_write_iops_device(),
+            "blkio.throttle.write_iops_device",
+            "wiops",
         ),
     ];
-    if let Some((f, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(SpecError::unsupported(format!("linux.resources.{f}")));
+    for (name, list, v1_file, v2_key) in throttles {
+        for (i, d) in list.iter().flatten().enumerate() {
+            let field = format!("{F}.{name}[{i}]");
+            let dev = device_number(&field, d.major(), d.minor())?;
+            let v = match e.layout {
+                Layout::V1 => format!("{dev} {}", d.rate()),
+                Layout::V2 => format!("{dev} {v2_key}={}", d.rate()),
+            };
+            e.set(&field, Some(v1_file), Some("io.max"), v)?;
+        }
+    }
+    Ok(())
+}
+
+fn device_number(field: &str, major: i64, minor: i64) -> Result<String, SpecError> {
+    if major < 0 || minor < 0 {
+        return Err(SpecError::new(
+            field,
+            format!("invalid device number {major}:{minor}"),
+        ));
+    }
+    Ok(format!("{major}:{minor}"))
+}
+
+/// `linux.resources.unified`: cgroup v2 files, written as given (runc refuses
+/// them on a v1 host, and so does lxcri).
+fn unified(e: &mut Emitter, u: &HashMap<String, String>) -> Result<(), SpecError> {
+    let mut keys: Vec<&String> = u.keys().collect();
+    keys.sort();
+    for k in keys {
+        let field = format!("linux.resources.unified.{k}");
+        let valid = k
+            .split_once('.')
+            .is_some_and(|(c, f)| !c.is_empty() && !f.is_empty())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(SpecError::new(
+                field,
+                "is not a cgroup v2 file name such as memory.high",
+            ));
+        }
+        if k.starts_with("cgroup.") {
+            return Err(SpecError::new(
+                field,
+                "cgroup core files are managed by the runtime",
+            ));
+        }
+        e.set(&field, None, Some(k), u[k].clone())?;
     }
     Ok(())
 }
@@ -306,6 +611,7 @@ pub fn limits(r: &LinuxResources, layout: Layout) -> Result<Vec<(String, String)
             layout,
         },
         r,
+        &[],
     )?;
     let prefix = layout.key_prefix();
     Ok(lxc
@@ -345,9 +651,15 @@ pub fn translate(
         path_str(&cgroup::pivot_path(&monitor)),
     )?;
     let mut e = Emitter { lxc, layout };
+    let node_paths: Vec<&Path> = linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|d| d.path().as_path())
+        .collect();
     match linux.and_then(|l| l.resources().as_ref()) {
-        Some(r) => resources(&mut e, r)?,
-        None => devices(&mut e, &[])?,
+        Some(r) => resources(&mut e, r, &node_paths)?,
+        None => devices(&mut e, &[], &node_paths)?,
     }
     let pivot = cgroup::pivot_path(&monitor);
     Ok(Cgroups {
@@ -383,7 +695,7 @@ mod tests {
     fn defaults(prefix: &str) -> String {
         DEFAULT_ALLOWED_DEVICES
             .iter()
-            .map(|r| format!("{prefix}devices.allow = {r}\n"))
+            .map(|(r, _)| format!("{prefix}devices.allow = {r}\n"))
             .collect()
     }
 
@@ -448,40 +760,253 @@ lxc.cgroup2.pids.max = 100
     }
 
     #[test]
+    fn devices_default_deny_and_spec_nodes_override_defaults() {
+        // No device rules at all: deny-all first, then runc's allow list.
+        let mut lxc = LxcConfig::new();
+        translate(&spec(serde_json::json!({})), "t1", Layout::V1, &mut lxc).unwrap();
+        let rules: Vec<&str> = lxc.get_all("lxc.cgroup.devices.deny").collect();
+        assert_eq!(rules, vec!["a *:* rwm"]);
+        assert_eq!(lxc.items()[4].0, "lxc.cgroup.devices.deny");
+        // A spec node at /dev/null replaces the default /dev/null rule (runc).
+        let s = spec(serde_json::json!({
+            "devices": [{"path": "/dev/null", "type": "c", "major": 1, "minor": 7}],
+            "resources": {"devices": [{"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]}
+        }));
+        let mut lxc = LxcConfig::new();
+        translate(&s, "t1", Layout::V1, &mut lxc).unwrap();
+        let allow: Vec<&str> = lxc.get_all("lxc.cgroup.devices.allow").collect();
+        assert_eq!(allow[0], "c 10:229 rw");
+        assert!(!allow.contains(&"c 1:3 rwm"), "{allow:?}");
+        assert!(allow.contains(&"c 1:5 rwm"), "{allow:?}");
+        assert_eq!(
+            lxc.get_all("lxc.cgroup.devices.deny").collect::<Vec<_>>(),
+            vec!["a *:* rwm"]
+        );
+    }
+
+    /// nerdctl and CRI send zeros for unset cpu fields: runc writes nothing.
+    #[test]
+    fn zero_cpu_fields_are_unset() {
+        let r = serde_json::json!({"cpu": {"shares": 0, "quota": 0, "period": 0,
+                                           "realtimePeriod": 0, "realtimeRuntime": 0}});
+        assert_eq!(
+            limits_of(r.clone(), Layout::V1).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(limits_of(r, Layout::V2).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
     fn weight_conversion_matches_runc() {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10_000);
     }
 
-    #[test]
-    fn unsupported_resources_are_errors() {
-        let s = spec(serde_json::json!({"resources": {"blockIO": {"weight": 10}}}));
-        let e = translate(&s, "x", Layout::V1, &mut LxcConfig::new()).unwrap_err();
-        assert_eq!(e.field, "linux.resources.blockIO");
-        let s = spec(serde_json::json!({"resources": {"memory": {"swappiness": 10}}}));
-        let e = translate(&s, "x", Layout::V1, &mut LxcConfig::new()).unwrap_err();
-        assert_eq!(e.field, "linux.resources.memory.swappiness");
+    /// Every resource but devices, as a CRI/nerdctl-style spec could carry them.
+    fn full_resources() -> serde_json::Value {
+        serde_json::json!({
+            "memory": {"limit": 268435456, "reservation": 134217728, "swap": 536870912,
+                       "kernelTCP": 16777216, "swappiness": 10, "disableOOMKiller": true},
+            "cpu": {"shares": 512, "quota": 20000, "period": 100000, "burst": 1000,
+                    "realtimePeriod": 1000000, "realtimeRuntime": 0, "cpus": "0", "mems": "0", "idle": 1},
+            "pids": {"limit": 42},
+            "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 100}],
+                        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                        "throttleWriteBpsDevice": [{"major": 8, "minor": 0, "rate": 2097152}],
+                        "throttleReadIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}],
+                        "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 200}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
+            "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}}
+        })
+    }
+
+    fn limits_of(r: serde_json::Value, layout: Layout) -> Result<Vec<String>, SpecError> {
+        let r: LinuxResources = serde_json::from_value(r).unwrap();
+        Ok(limits(&r, layout)?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("devices."))
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect())
     }
 
     #[test]
-    fn memory_swap_as_runc() {
-        let s = spec(serde_json::json!({"resources": {"memory": {"limit": 100, "swap": 300}}}));
-        let mut c = LxcConfig::new();
-        translate(&s, "x", Layout::V1, &mut c).unwrap();
-        let r = c.render();
-        assert!(
-            r.contains("lxc.cgroup.memory.memsw.limit_in_bytes = 300"),
-            "{r}"
+    fn golden_full_resources_v1() {
+        assert_eq!(
+            limits_of(full_resources(), Layout::V1).unwrap(),
+            [
+                "memory.limit_in_bytes = 268435456",
+                "memory.soft_limit_in_bytes = 134217728",
+                "memory.memsw.limit_in_bytes = 536870912",
+                "memory.kmem.tcp.limit_in_bytes = 16777216",
+                "memory.swappiness = 10",
+                "memory.oom_control = 1",
+                "cpu.shares = 512",
+                "cpu.cfs_period_us = 100000",
+                "cpu.cfs_quota_us = 20000",
+                "cpu.cfs_burst_us = 1000",
+                "cpu.rt_period_us = 1000000",
+                "cpuset.cpus = 0",
+                "cpuset.mems = 0",
+                "cpu.idle = 1",
+                "pids.max = 42",
+                "blkio.weight = 500",
+                "blkio.weight_device = 8:0 100",
+                "blkio.throttle.read_bps_device = 8:0 1048576",
+                "blkio.throttle.write_bps_device = 8:0 2097152",
+                "blkio.throttle.read_iops_device = 8:0 100",
+                "blkio.throttle.write_iops_device = 8:0 200",
+                "hugetlb.2MB.limit_in_bytes = 4194304",
+                "net_cls.classid = 1048577",
+                "net_prio.ifpriomap = eth0 5",
+                "rdma.max = mlx5_1 hca_handle=3 hca_object=10000",
+            ]
         );
-        let mut c = LxcConfig::new();
-        translate(&s, "x", Layout::V2, &mut c).unwrap();
-        assert!(c.render().contains("lxc.cgroup2.memory.swap.max = 200"));
-        let s = spec(serde_json::json!({"resources": {"memory": {"limit": 100, "swap": -1}}}));
-        let mut c = LxcConfig::new();
-        translate(&s, "x", Layout::V2, &mut c).unwrap();
-        assert!(c.render().contains("lxc.cgroup2.memory.swap.max = max"));
-        let s = spec(serde_json::json!({"resources": {"memory": {"limit": 100, "swap": 50}}}));
-        assert!(translate(&s, "x", Layout::V2, &mut LxcConfig::new()).is_err());
+        // unified is cgroup v2 only (runc refuses it on v1 too).
+        let e = limits_of(
+            serde_json::json!({"unified": {"memory.high": "1M"}}),
+            Layout::V1,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "linux.resources.unified.memory.high");
+    }
+
+    #[test]
+    fn golden_resources_v2() {
+        let r = serde_json::json!({
+            "memory": {"limit": 268435456, "reservation": 134217728, "swap": 536870912},
+            "cpu": {"shares": 512, "quota": 20000, "period": 100000, "burst": 1000, "cpus": "0", "mems": "0", "idle": 1},
+            "pids": {"limit": 42},
+            "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 100}],
+                        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                        "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 200}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "rdma": {"mlx5_1": {"hcaHandles": 3}},
+            "unified": {"memory.high": "200000000", "io.latency": "8:0 target=10"}
+        });
+        assert_eq!(
+            limits_of(r, Layout::V2).unwrap(),
+            [
+                "memory.max = 268435456",
+                "memory.low = 134217728",
+                "memory.swap.max = 268435456",
+                "cpu.weight = 20",
+                "cpu.max = 20000 100000",
+                "cpu.max.burst = 1000",
+                "cpuset.cpus = 0",
+                "cpuset.mems = 0",
+                "cpu.idle = 1",
+                "pids.max = 42",
+                "io.weight = 4950",
+                "io.weight = 8:0 910",
+                "io.max = 8:0 rbps=1048576",
+                "io.max = 8:0 wiops=200",
+                "hugetlb.2MB.max = 4194304",
+                "rdma.max = mlx5_1 hca_handle=3",
+                "io.latency = 8:0 target=10",
+                "memory.high = 200000000",
+            ]
+        );
+        // swap -1 is unlimited; 0 leaves it alone.
+        let swap = |s: i64| {
+            limits_of(
+                serde_json::json!({"memory": {"limit": 1048576, "swap": s}}),
+                Layout::V2,
+            )
+            .unwrap()
+        };
+        assert_eq!(swap(-1), ["memory.max = 1048576", "memory.swap.max = max"]);
+        assert_eq!(swap(0), ["memory.max = 1048576"]);
+    }
+
+    #[test]
+    fn resources_without_a_v2_equivalent_are_errors_naming_the_field() {
+        let v2_only_errors = [
+            (
+                serde_json::json!({"memory": {"swappiness": 10}}),
+                "linux.resources.memory.swappiness",
+            ),
+            (
+                serde_json::json!({"memory": {"disableOOMKiller": true}}),
+                "linux.resources.memory.disableOOMKiller",
+            ),
+            (
+                serde_json::json!({"memory": {"kernelTCP": 1}}),
+                "linux.resources.memory.kernelTCP",
+            ),
+            (
+                serde_json::json!({"memory": {"swap": 10}}),
+                "linux.resources.memory.swap",
+            ),
+            (
+                serde_json::json!({"cpu": {"realtimeRuntime": 10}}),
+                "linux.resources.cpu.realtimeRuntime",
+            ),
+            (
+                serde_json::json!({"network": {"classID": 1}}),
+                "linux.resources.network.classID",
+            ),
+        ];
+        for (r, field) in v2_only_errors {
+            assert_eq!(limits_of(r, Layout::V2).unwrap_err().field, field);
+        }
+        let errors = [
+            (
+                serde_json::json!({"memory": {"kernel": 1}}),
+                "linux.resources.memory.kernel",
+            ),
+            (
+                serde_json::json!({"memory": {"swappiness": 101}}),
+                "linux.resources.memory.swappiness",
+            ),
+            (
+                serde_json::json!({"memory": {"limit": 100, "swap": 50}}),
+                "linux.resources.memory.swap",
+            ),
+            (
+                serde_json::json!({"memory": {"checkBeforeUpdate": true}}),
+                "linux.resources.memory.checkBeforeUpdate",
+            ),
+            (
+                serde_json::json!({"cpu": {"idle": 2}}),
+                "linux.resources.cpu.idle",
+            ),
+            (
+                serde_json::json!({"blockIO": {"weight": 5}}),
+                "linux.resources.blockIO.weight",
+            ),
+            (
+                serde_json::json!({"blockIO": {"leafWeight": 50}}),
+                "linux.resources.blockIO.leafWeight",
+            ),
+            (
+                serde_json::json!({"blockIO": {"throttleReadBpsDevice": [{"major": -1, "minor": 0, "rate": 1}]}}),
+                "linux.resources.blockIO.throttleReadBpsDevice[0]",
+            ),
+            (
+                serde_json::json!({"hugepageLimits": [{"pageSize": "2MB/../x", "limit": 1}]}),
+                "linux.resources.hugepageLimits[0].pageSize",
+            ),
+            (
+                serde_json::json!({"network": {"priorities": [{"name": "a b", "priority": 1}]}}),
+                "linux.resources.network.priorities[0].name",
+            ),
+        ];
+        for (r, field) in errors {
+            assert_eq!(limits_of(r, Layout::V1).unwrap_err().field, field);
+        }
+        for bad in ["../memory.max", "memory", "cgroup.procs", "a/b.c"] {
+            let r = serde_json::json!({"unified": {bad: "1"}});
+            let e = limits_of(r, Layout::V2).unwrap_err();
+            assert_eq!(e.field, format!("linux.resources.unified.{bad}"));
+        }
+    }
+
+    #[test]
+    fn io_weight_conversion_matches_runc() {
+        assert_eq!(blkio_weight_to_io_weight(10), 1);
+        assert_eq!(blkio_weight_to_io_weight(500), 4950);
+        assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
     }
 }

@@ -33,16 +33,44 @@ pub fn translate(spec: &Spec, bundle: &Path, lxc: &mut LxcConfig) -> Result<Path
     lxc.push("root.path", "lxc.rootfs.managed", "0")?;
     // root.readonly: lxcri-init remounts / read-only after every mount is set up
     // (as runc does), so that mount points can still be created.
-    if let Some(p) = spec
+    Ok(path)
+}
+
+/// `linux.rootfsPropagation` as mount(2) flags, which lxcri-init applies to /
+/// after pivot_root (as runc does). None: liblxc's default (rslave).
+pub fn propagation(spec: &Spec) -> Result<Option<u64>, SpecError> {
+    let Some(p) = spec
         .linux()
         .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_ref())
-    {
-        if !p.is_empty() {
-            return Err(SpecError::unsupported("linux.rootfsPropagation"));
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    let (shared, slave, private, unbindable, rec) = (
+        libc::MS_SHARED,
+        libc::MS_SLAVE,
+        libc::MS_PRIVATE,
+        libc::MS_UNBINDABLE,
+        libc::MS_REC,
+    );
+    let flags = match p {
+        "shared" => shared,
+        "rshared" => shared | rec,
+        "slave" => slave,
+        "rslave" => slave | rec,
+        "private" => private,
+        "rprivate" => private | rec,
+        "unbindable" => unbindable,
+        "runbindable" => unbindable | rec,
+        _ => {
+            return Err(SpecError::new(
+                "linux.rootfsPropagation",
+                format!("{p:?} is not one of shared, slave, private, unbindable or their r-forms"),
+            ))
         }
-    }
-    Ok(path)
+    };
+    Ok(Some(flags))
 }
 
 #[cfg(test)]
@@ -71,6 +99,29 @@ mod tests {
                 p.display()
             )
         );
+    }
+
+    #[test]
+    fn rootfs_propagation_flags() {
+        let with = |p: &str| -> Spec {
+            serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.0.2", "root": {"path": "rootfs"},
+                "linux": {"rootfsPropagation": p}
+            }))
+            .unwrap()
+        };
+        assert_eq!(propagation(&spec("rootfs", false)).unwrap(), None);
+        assert_eq!(
+            propagation(&with("rshared")).unwrap(),
+            Some(libc::MS_SHARED | libc::MS_REC)
+        );
+        assert_eq!(propagation(&with("slave")).unwrap(), Some(libc::MS_SLAVE));
+        assert_eq!(
+            propagation(&with("runbindable")).unwrap(),
+            Some(libc::MS_UNBINDABLE | libc::MS_REC)
+        );
+        let e = propagation(&with("bogus")).unwrap_err();
+        assert_eq!(e.field, "linux.rootfsPropagation");
     }
 
     #[test]
