@@ -565,7 +565,9 @@ fn list_features_spec() {
                 .is_some_and(|n| n.contains(&"pid".into())),
             "{f}"
         );
-        ensure!(f["linux"]["seccomp"]["enabled"] == false, "{f}");
+        ensure!(f["linux"]["seccomp"]["enabled"] == true, "{f}");
+        ensure!(f["linux"]["apparmor"]["enabled"] == false, "{f}");
+        ensure!(f["hooks"].as_array().is_some_and(|h| h.len() == 6), "{f}");
         ensure!(f["linux"]["cgroup"]["v1"] == true, "{f}");
 
         let sb = env.dir.path().join("specbundle");
