@@ -540,11 +540,14 @@ fn delete_partial(pending_file: &Path) -> Result<()> {
         .with_context(|| format!("parse {}", pending_file.display()))?;
     if runtime_core::sys::is_alive(st.monitor_pid, st.monitor_start_time) {
         let _ = send_signal(Pid::from_raw(st.monitor_pid), Signal::SIGKILL);
-        runtime_core::sys::wait_dead(
-            st.monitor_pid,
-            st.monitor_start_time,
-            Duration::from_secs(5),
-        );
+        // Until its parent (our caller, a subreaper) has reaped it: a zombie
+        // still holds its cgroups, which could not be removed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while runtime_core::sys::start_time(st.monitor_pid) == Some(st.monitor_start_time)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {

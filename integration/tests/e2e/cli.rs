@@ -593,6 +593,18 @@ fn delete_force_half_created() {
         let reaper = Subreaper::new()?;
         let id = env.id("half");
         let b = env.bundle("half", &["sleep", "30"], |_| {})?;
+        // Like conmon, reap orphans (the killed create's monitor) at once.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaping = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ =
+                        nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
         for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
             let mut child = std::process::Command::new(LXCRI)
                 .args([
@@ -619,6 +631,8 @@ fn delete_force_half_created() {
                 "delay {delay_ms}ms: {out}"
             );
         }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = reaping.join();
         // A runtime dir with nothing in it (crash right after mkdir).
         fs::create_dir_all(env.root.join(&id))?;
         ensure!(env.state(&id)?["status"] == "creating");
