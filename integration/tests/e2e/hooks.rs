@@ -49,7 +49,8 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
         &[
             "/bin/sh",
             "-c",
-            "cat /tmp/start.hostname; cat /tmp/start.json",
+            "cat /tmp/start.hostname; cat /tmp/start.json; \
+             readlink /proc/self/ns/mnt /proc/self/ns/uts",
         ],
     )?;
     spec["hostname"] = json!("hooked");
@@ -79,10 +80,12 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
             == "prestart set\ncreateRuntime set\ncreateContainer set\npoststart set\npoststop set\n",
         "order: {order:?}"
     );
-    let hostname = fs::read_to_string(dir.join("createContainer.hostname"))?;
+    let ns = fs::read_to_string(dir.join("createContainer.ns"))
+        .context("createContainer wrote no namespaces")?;
+    let own: Vec<&str> = lines.collect();
     ensure!(
-        hostname == "hooked\n",
-        "createContainer ran in {hostname:?}"
+        ns.lines().collect::<Vec<_>>() == own,
+        "createContainer ran in {ns:?}, the container is in {own:?}"
     );
     let mut pid = None;
     for (phase, status) in [
