@@ -145,14 +145,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("rename {}", path.display()))
 }
 
-/// After a container is gone: lxcri's own empty cgroup parents (runtime-core's
-/// destroy does it too; a crashed create's cleanup comes through here).
-fn prune_lxcri_cgroups(st: &ContainerState) {
-    for rel in [&st.cgroup, &st.monitor_cgroup] {
-        cgroup::prune_owned_parents(&st.hierarchies, rel);
-    }
-}
-
 /// `<root>/.<id>.create.json`: what a create will make, kept until its state is
 /// complete, so that `delete --force` can clean up after a create that crashed.
 fn pending_path(root: &Path, id: &str) -> PathBuf {
@@ -515,7 +507,6 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
     }
     let st = state_of(&f)?;
     runtime_core::destroy(st)?;
-    prune_lxcri_cgroups(st);
     let _ = fs::remove_file(&pending_file);
     lock.remove();
     log::info!("deleted container id={id}");
@@ -526,17 +517,37 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
 /// kill whatever runs in the container's and the monitor's cgroups, remove the
 /// cgroup dirs the create made and the runtime dir.
 fn delete_partial(pending_file: &Path) -> Result<()> {
+    if !pending_file.exists() {
+        // Nothing was started (the pending file precedes the runtime dir).
+        let rundir = pending_file.with_file_name(
+            pending_file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_suffix(".create.json"))
+                .ok_or_else(|| anyhow!("bad pending file {}", pending_file.display()))?,
+        );
+        return match fs::remove_dir_all(&rundir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", rundir.display()))
+            }
+            _ => Ok(()),
+        };
+    }
     let data =
         fs::read(pending_file).with_context(|| format!("read {}", pending_file.display()))?;
     let st: ContainerState = serde_json::from_slice(&data)
         .with_context(|| format!("parse {}", pending_file.display()))?;
     if runtime_core::sys::is_alive(st.monitor_pid, st.monitor_start_time) {
         let _ = send_signal(Pid::from_raw(st.monitor_pid), Signal::SIGKILL);
-        runtime_core::sys::wait_dead(
-            st.monitor_pid,
-            st.monitor_start_time,
-            Duration::from_secs(5),
-        );
+        // Until its parent (our caller, a subreaper) has reaped it: a zombie
+        // still holds its cgroups, which could not be removed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while runtime_core::sys::start_time(st.monitor_pid) == Some(st.monitor_start_time)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -551,7 +562,6 @@ fn delete_partial(pending_file: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     runtime_core::destroy(&st)?;
-    prune_lxcri_cgroups(&st);
     fs::remove_file(pending_file).with_context(|| format!("remove {}", pending_file.display()))
 }
 

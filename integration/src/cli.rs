@@ -231,8 +231,6 @@ impl Podman {
                 r#"[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 netns = "none"
-# lxcri has no seccomp support yet (see lxcri features).
-seccomp_profile = "unconfined"
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"

@@ -565,7 +565,9 @@ fn list_features_spec() {
                 .is_some_and(|n| n.contains(&"pid".into())),
             "{f}"
         );
-        ensure!(f["linux"]["seccomp"]["enabled"] == false, "{f}");
+        ensure!(f["linux"]["seccomp"]["enabled"] == true, "{f}");
+        ensure!(f["linux"]["apparmor"]["enabled"] == false, "{f}");
+        ensure!(f["hooks"].as_array().is_some_and(|h| h.len() == 6), "{f}");
         ensure!(f["linux"]["cgroup"]["v1"] == true, "{f}");
 
         let sb = env.dir.path().join("specbundle");
@@ -591,6 +593,9 @@ fn delete_force_half_created() {
         let reaper = Subreaper::new()?;
         let id = env.id("half");
         let b = env.bundle("half", &["sleep", "30"], |_| {})?;
+        // Like conmon, reap orphans (the killed create's monitor) at once; only
+        // orphans: the lxcri commands this test runs are waited for by it.
+        let _reaping = OrphanReaper::start();
         for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
             let mut child = std::process::Command::new(LXCRI)
                 .args([
@@ -625,6 +630,49 @@ fn delete_force_half_created() {
         drop(reaper);
         env.finish()
     })());
+}
+
+/// Reaps the exited children of this process that are not `lxcri` commands
+/// (orphans reparented to us, the subreaper), until dropped.
+struct OrphanReaper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OrphanReaper {
+    fn start() -> OrphanReaper {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let me = std::process::id() as i32;
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for p in lxcri_integration::procfs::processes() {
+                    let orphan = ppid(p.pid) == Some(me) && !p.cmdline.starts_with(LXCRI);
+                    if orphan {
+                        let _ = nix::sys::wait::waitpid(
+                            nix::unistd::Pid::from_raw(p.pid),
+                            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        OrphanReaper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OrphanReaper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Commands on one container wait for each other (flock on `<root>/.<id>.lock`).

@@ -155,6 +155,8 @@ fn detached_exec_top_stats_pause_limits() {
         let out = p.podman(&["exec", "-d", "d1", "sleep", "1"])?;
         ensure!(out.code == 0, "{out}");
 
+        let out = p.podman_ok(&["ps", "--format", "{{.Names}} {{.Status}}"])?;
+        ensure!(out.stdout.starts_with("d1 Up"), "{out}");
         let out = p.podman_ok(&["top", "d1"])?;
         ensure!(out.stdout.contains("while true"), "{out}");
         let out = p.podman_ok(&[

@@ -24,7 +24,7 @@ use crate::lxcconf::{check_value, LxcConfig};
 
 /// Options liblxc turns into mount flags (see `mount_opt` and `propagation_opt`
 /// in liblxc's conf.c).
-const FLAG_OPTIONS: &[&str] = &[
+pub const FLAG_OPTIONS: &[&str] = &[
     "defaults",
     "ro",
     "rw",
