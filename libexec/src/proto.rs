@@ -138,6 +138,9 @@ pub struct InitSpec {
     /// turns it back to rslave (runc's starting point) and re-applies these.
     #[serde(default)]
     pub mount_propagation: Vec<(String, u64)>,
+    /// Mounts with the `rro` option: made read-only recursively (mount_setattr).
+    #[serde(default)]
+    pub recursive_readonly: Vec<String>,
 }
 
 /// The type of a device node.

@@ -60,14 +60,47 @@ fn main() {
     std::process::exit(0);
 }
 
-/// The `-info` answer: name and version.
+/// The type URL containerd registers for the OCI features document.
+const FEATURES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+/// The OCI features document (runc's `features`), as far as the shim's
+/// translation goes: containerd's CRI reads `mountOptions` ("rro" enables
+/// recursive read-only mounts) and the user namespace support from it.
+fn features() -> serde_json::Value {
+    let mut mount_options: Vec<&str> = runtime_core::spec::mounts::FLAG_OPTIONS.to_vec();
+    mount_options.extend(["rro", "tmpcopyup"]);
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.3.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": mount_options,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "seccomp": {"enabled": true},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        }
+    })
+}
+
+/// The `-info` answer: name, version and the OCI features.
 fn runtime_info() -> Result<Vec<u8>, containerd_shim::protos::protobuf::Error> {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
     use containerd_shim::protos::protobuf::Message;
     use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
     let info = RuntimeInfo {
         name: "containerd-shim-lxcri-v2".to_string(),
         version: Some(RuntimeVersion {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+        .into(),
+        features: Some(Any {
+            type_url: FEATURES_TYPE_URL.to_string(),
+            value: features().to_string().into_bytes(),
             ..Default::default()
         })
         .into(),
@@ -92,6 +125,11 @@ mod tests {
         let info = RuntimeInfo::parse_from_bytes(&super::runtime_info().unwrap()).unwrap();
         assert_eq!(info.name, "containerd-shim-lxcri-v2");
         assert_eq!(info.version.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(info.features.type_url, super::FEATURES_TYPE_URL);
+        let f: serde_json::Value = serde_json::from_slice(&info.features.value).unwrap();
+        let opts = f["mountOptions"].as_array().unwrap();
+        assert!(opts.iter().any(|o| o == "rro"));
+        assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
     }
 
     /// containerd 1.6 speaks task API v2 only: the pinned shim crate must serve it.

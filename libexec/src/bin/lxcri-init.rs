@@ -152,6 +152,9 @@ fn prepare(spec: &InitSpec) -> Result<(), String> {
         )
         .map_err(|e| format!("set the propagation of {path}: {e}"))?;
     }
+    for path in &spec.recursive_readonly {
+        recursive_readonly(path).map_err(|e| format!("make {path} recursively read-only: {e}"))?;
+    }
     for p in &spec.masked_paths {
         mask_path(p).map_err(|e| format!("mask {p}: {e}"))?;
     }
@@ -246,6 +249,39 @@ fn remount_readonly(p: &str) -> Result<(), Errno> {
         }
     }
     mount(Some(p), p, None::<&str>, flags, None::<&str>)
+}
+
+/// `rro`: every mount at and below `p` read-only (mount_setattr, AT_RECURSIVE).
+fn recursive_readonly(p: &str) -> Result<(), Errno> {
+    /// struct mount_attr (linux/mount.h).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let path = std::ffi::CString::new(p).map_err(|_| Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads a NUL-terminated path and `size` bytes of a
+    // valid, initialized mount_attr, both alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop)
 }
 
 fn mask_path(p: &str) -> Result<(), Errno> {

@@ -131,7 +131,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             "a proc mount at /proc is required (lxcri starts its init through /proc/self/fd)",
         ));
     }
-    let mount_propagation = mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
+    let init_mounts = mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
     sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
     let mut init = InitSpec {
@@ -153,7 +153,8 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     }
     init.devices = devices::translate(spec)?;
     init.rootfs_propagation = root::propagation(spec)?;
-    init.mount_propagation = mount_propagation;
+    init.mount_propagation = init_mounts.propagation;
+    init.recursive_readonly = init_mounts.recursive_readonly;
     init.readonly_rootfs = spec
         .root()
         .as_ref()

@@ -238,6 +238,11 @@ fn options(
             copyup = true;
             continue;
         }
+        if o == "rro" {
+            // Read-only for liblxc; the init makes it recursive (mount_setattr).
+            out.push("ro".into());
+            continue;
+        }
         if !o.contains('=') && !FLAG_OPTIONS.contains(&o.as_str()) {
             return Err(SpecError::new(
                 f,
@@ -283,17 +288,25 @@ fn propagation_flags(options: &[String]) -> Option<u64> {
     flags
 }
 
+/// What the init does to the mounts after pivot_root.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InitMounts {
+    /// The propagation of each mount that sets one (container path, MS_* flags),
+    /// in spec order, to re-apply: liblxc turns the whole tree rshared.
+    pub propagation: Vec<(String, u64)>,
+    /// Container paths of the `rro` mounts (recursively read-only).
+    pub recursive_readonly: Vec<String>,
+}
+
 /// Translate `mounts`; `rootfs` is the absolute rootfs path on the host.
-/// Returns the propagation of each mount that sets one (container path, MS_*
-/// flags), in spec order, for the init to re-apply: liblxc turns the whole tree
-/// rshared after pivot_root.
 pub fn translate(
     spec: &Spec,
     bundle: &Path,
     rootfs: &Path,
     lxc: &mut LxcConfig,
-) -> Result<Vec<(String, u64)>, SpecError> {
+) -> Result<InitMounts, SpecError> {
     let mut propagation = Vec::new();
+    let mut recursive_readonly = Vec::new();
     let mut auto: Vec<&str> = Vec::new();
     let mut pty_max: Option<u32> = None;
     // liblxc mounts a tmpfs at /dev itself (lxc.autodev) before the entries.
@@ -409,13 +422,19 @@ pub fn translate(
         if let Some(f) = propagation_flags(&raw_options) {
             propagation.push((format!("/{dest_str}"), f));
         }
+        if raw_options.iter().any(|o| o == "rro") {
+            recursive_readonly.push(format!("/{dest_str}"));
+        }
         mounted.push(dest);
     }
     if !auto.is_empty() {
         lxc.push("mounts", "lxc.mount.auto", auto.join(" "))?;
     }
     lxc.push("mounts", "lxc.pty.max", pty_max.unwrap_or(0).to_string())?;
-    Ok(propagation)
+    Ok(InitMounts {
+        propagation,
+        recursive_readonly,
+    })
 }
 
 /// The number of ptys of the /dev/pts mount (`max=`, default 1024), after checking
@@ -512,6 +531,24 @@ lxc.pty.max = 1024
         );
     }
 
+    /// `rro`: read-only for liblxc, recursively read-only by the init.
+    #[test]
+    fn golden_recursive_readonly() {
+        let b = tempfile::tempdir().unwrap();
+        let r = b.path().join("rootfs");
+        std::fs::create_dir(&r).unwrap();
+        let s = spec(serde_json::json!([
+            {"destination": "/ro", "type": "bind", "source": "/tmp", "options": ["rbind", "rro", "nosuid"]}
+        ]));
+        let mut lxc = LxcConfig::new();
+        let m = translate(&s, b.path(), &r, &mut lxc).unwrap();
+        assert_eq!(m.recursive_readonly, vec!["/ro".to_string()]);
+        assert_eq!(
+            lxc.render(),
+            "lxc.mount.entry = /tmp ro none rbind,ro,nosuid,create=dir 0 0\nlxc.pty.max = 0\n"
+        );
+    }
+
     #[test]
     fn golden_flags_propagation_tmpfs_and_order() {
         let (b, r) = bundle();
@@ -531,7 +568,7 @@ lxc.pty.max = 1024
             {"destination": "/o", "type": "overlay", "source": "overlay", "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}
         ]));
         let mut lxc = LxcConfig::new();
-        let prop = translate(&s, b.path(), &r, &mut lxc).unwrap();
+        let prop = translate(&s, b.path(), &r, &mut lxc).unwrap().propagation;
         assert_eq!(
             prop,
             vec![
@@ -639,10 +676,6 @@ lxc.pty.max = 0
             ),
             (
                 serde_json::json!([{"destination": "/a", "type": "overlay", "options": ["lowerdir=/x/relative/y"]}]),
-                "mounts[0].options[0]",
-            ),
-            (
-                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "options": ["rro"]}]),
                 "mounts[0].options[0]",
             ),
             (
