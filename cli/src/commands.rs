@@ -513,6 +513,34 @@ fn delete(cli: &Cli, id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Live processes that are the LXC monitor of container `id` under `root`.
+fn stray_monitors(id: &str, root: &str) -> Vec<i32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&raw);
+        let argv: Vec<&str> = text.split('\0').collect();
+        let helper = argv.first().is_some_and(|a| a.ends_with("/lxcri-start"))
+            && argv.get(1) == Some(&id)
+            && argv.get(2) == Some(&root);
+        let renamed = text.starts_with("[lxc monitor]")
+            && text.split_whitespace().any(|w| w == id)
+            && text.contains(root);
+        if helper || renamed {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// Clean up after a create that crashed before runtime-core saved the state:
 /// kill whatever runs in the container's and the monitor's cgroups, remove the
 /// cgroup dirs the create made and the runtime dir.
@@ -538,6 +566,25 @@ fn delete_partial(pending_file: &Path) -> Result<()> {
         fs::read(pending_file).with_context(|| format!("read {}", pending_file.display()))?;
     let st: ContainerState = serde_json::from_slice(&data)
         .with_context(|| format!("parse {}", pending_file.display()))?;
+    // A monitor whose pid the crashed create had no time to record: found by
+    // its argv (`lxcri-start ID ROOT ...`, or liblxc's `[lxc monitor] ROOT ID`).
+    let root = st
+        .rundir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_string_lossy()
+        .into_owned();
+    for pid in stray_monitors(&st.id, &root) {
+        let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
+        let start = runtime_core::sys::start_time(pid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while start.is_some()
+            && runtime_core::sys::start_time(pid) == start
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     if runtime_core::sys::is_alive(st.monitor_pid, st.monitor_start_time) {
         let _ = send_signal(Pid::from_raw(st.monitor_pid), Signal::SIGKILL);
         // Until its parent (our caller, a subreaper) has reaped it: a zombie

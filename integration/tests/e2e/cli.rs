@@ -645,17 +645,34 @@ impl OrphanReaper {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let me = std::process::id() as i32;
+        let own = lxcri_integration::procfs::process(me)
+            .map(|p| p.cmdline)
+            .unwrap_or_default();
         let thread = std::thread::spawn(move || {
+            // Only children seen alive as something else than an lxcri command
+            // or a fork of ours not yet exec'd (a zombie's cmdline is empty).
+            let mut orphans = std::collections::BTreeSet::new();
             while !s.load(Ordering::Relaxed) {
                 for p in lxcri_integration::procfs::processes() {
-                    let orphan = ppid(p.pid) == Some(me) && !p.cmdline.starts_with(LXCRI);
-                    if orphan {
-                        let _ = nix::sys::wait::waitpid(
-                            nix::unistd::Pid::from_raw(p.pid),
-                            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                        );
+                    if ppid(p.pid) == Some(me)
+                        && !p.cmdline.is_empty()
+                        && !p.cmdline.starts_with(LXCRI)
+                        && p.cmdline != own
+                    {
+                        orphans.insert(p.pid);
                     }
                 }
+                orphans.retain(|pid| {
+                    !matches!(
+                        nix::sys::wait::waitpid(
+                            nix::unistd::Pid::from_raw(*pid),
+                            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                        ),
+                        Ok(nix::sys::wait::WaitStatus::Exited(..))
+                            | Ok(nix::sys::wait::WaitStatus::Signaled(..))
+                            | Err(_)
+                    )
+                });
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
