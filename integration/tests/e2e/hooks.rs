@@ -97,7 +97,12 @@ fn hooks_all_phases(h: &mut Harness) -> Result<()> {
     ] {
         let s = read_state(&dir, phase)?;
         ensure!(s["id"] == id.as_str(), "{phase}: {s}");
-        ensure!(s["status"] == status, "{phase} status: {s}");
+        // runc 1.1.5 still says "created" to poststart hooks; lxcri says "running".
+        let runc_quirk = h.runtime == Runtime::Runc && phase == "poststart";
+        ensure!(
+            s["status"] == status || (runc_quirk && s["status"] == "created"),
+            "{phase} status: {s}"
+        );
         ensure!(
             s["annotations"]["org.lxcri.test"] == "yes",
             "{phase} annotations: {s}"
