@@ -10,7 +10,7 @@
 //!   `nonewprivs` image.
 //! - `nginx`, `httpd`: a tiny HTTP/1.0 server answering 200 to every
 //!   request, on the port given by `-p PORT` (default 80); writes its pid to
-//!   `/var/run/<name>.pid`. Stands in for the nginx/httpd images critest
+//!   `/var/run/<name>.pid` (or `--pid-file PATH`). Stands in for the nginx/httpd images critest
 //!   uses (those are only checked for "a web server answers 200").
 
 use nix::sys::signal::{SigSet, Signal};
@@ -75,16 +75,18 @@ fn nnp() -> Result<ExitCode, String> {
 
 fn web_server(name: &str, args: &[String]) -> Result<ExitCode, String> {
     let mut port = 80u16;
+    let mut pid_file = format!("/var/run/{name}.pid");
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "-p" {
             let value = it.next().ok_or("-p needs a port")?;
             port = value.parse().map_err(|e| format!("port {value:?}: {e}"))?;
+        } else if arg == "--pid-file" {
+            pid_file = it.next().ok_or("--pid-file needs a path")?.clone();
         }
     }
     let listener =
         TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
-    let pid_file = format!("/var/run/{name}.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| format!("{pid_file}: {e}"))?;
     println!("{name}: listening on port {port}");

@@ -180,6 +180,7 @@ fn run_critest(runtime: Runtime, args: &Args, out: &Path) -> Result<Run> {
     if let Some(focus) = &args.focus {
         cmd.arg(format!("--ginkgo.focus={focus}"));
     }
+    let shm_before = shm_ids();
     eprintln!("critest {name}: running, output in {}", log_path.display());
     let start = Instant::now();
     let mut child = cmd
@@ -201,6 +202,13 @@ fn run_critest(runtime: Runtime, args: &Args, out: &Path) -> Result<Run> {
             BTreeMap::new()
         }
     };
+    for id in shm_ids().difference(&shm_before) {
+        // critest's HostIpc tests make a segment on the host with `ipcmk`
+        // and never remove it.
+        let _ = std::process::Command::new("ipcrm")
+            .args(["-m", id])
+            .status();
+    }
     for mount in unmount_critest_mounts() {
         eprintln!("critest {name}: unmounted critest's leftover host mount {mount}");
     }
@@ -283,6 +291,16 @@ fn cause(message: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The host's System V shared memory segment ids.
+fn shm_ids() -> std::collections::BTreeSet<String> {
+    fs::read_to_string("/proc/sysvipc/shm")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect()
 }
 
 /// critest's own host mounts (`/tmp/test<hex>/mnt`, made by its mount

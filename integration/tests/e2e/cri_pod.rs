@@ -21,6 +21,9 @@ crate::cri_matrix!(cri_pod_shared, cri_pod_shared_pid);
 /// (pod, pause pid, container pids); the pod is removed by the caller.
 fn two_containers(h: &mut Harness, name: &str, linux: serde_json::Value) -> Result<Pod> {
     pull(h, BUSYBOX)?;
+    // The kubelet sends the pod's namespace options with each container too
+    // (containerd takes a container's pid mode from its own config).
+    let container_linux = json!({"linux": linux.clone()});
     let config = pod_config(h, name, linux)?;
     let pod = run_pod(h, &config)?;
     let mut pod = Pod {
@@ -38,7 +41,7 @@ fn two_containers(h: &mut Harness, name: &str, linux: serde_json::Value) -> Resu
                 c,
                 BUSYBOX,
                 &["sleep", "3600"],
-                json!({}),
+                container_linux.clone(),
             )?;
             h.crictl_ok(&["start", &id])?;
             wait_state(h, &id, "CONTAINER_RUNNING")?;

@@ -12,6 +12,7 @@ mod cri;
 mod cri_lifecycle;
 mod cri_logs;
 mod cri_pod;
+mod cri_resources;
 mod cri_util;
 mod events;
 mod exec;
