@@ -2,7 +2,7 @@
 //! with runc as the reference.
 
 use crate::matrix;
-use crate::util::{default_spec, expect, remove, run_spec, wait_status};
+use crate::util::{default_spec, expect, remove, run_spec, run_spec_detached, wait_status};
 use anyhow::{ensure, Result};
 use lxcri_integration::{Harness, Output};
 use serde_json::{json, Value};
@@ -86,18 +86,7 @@ fn seccomp_applies_to_exec(h: &mut Harness) -> Result<()> {
     let id = h.id("seccomp-exec");
     let mut spec = default_spec(h, &id, &["/bin/sleep", "300"])?;
     spec["linux"]["seccomp"] = errno_profile();
-    let path = h.ctd.dir().join(format!("{id}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)?;
-    let path = path.display().to_string();
-    h.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        h.runtime.name(),
-        "--config",
-        &path,
-        &id,
-    ])?;
+    run_spec_detached(h, &id, &spec)?;
     h.track(&id);
     wait_status(h, &id, "RUNNING")?;
     let out = h.ctr(&[

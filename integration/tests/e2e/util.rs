@@ -63,10 +63,28 @@ pub fn run_spec(h: &Harness, id: &str, spec: &Value) -> Result<Output> {
 
 /// Like [`run_spec`] with an explicit runtime name.
 pub fn run_spec_runtime(h: &Harness, runtime: &str, id: &str, spec: &Value) -> Result<Output> {
+    let path = write_spec(h, id, spec)?;
+    h.ctr(&["run", "--rm", "--runtime", runtime, "--config", &path, id])
+}
+
+/// `ctr run -d --config` of `spec` with the harness's runtime.
+pub fn run_spec_detached(h: &Harness, id: &str, spec: &Value) -> Result<Output> {
+    let path = write_spec(h, id, spec)?;
+    h.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        h.runtime.name(),
+        "--config",
+        &path,
+        id,
+    ])
+}
+
+fn write_spec(h: &Harness, id: &str, spec: &Value) -> Result<String> {
     let path = h.ctd.dir().join(format!("{id}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(spec)?)?;
-    let path = path.display().to_string();
-    h.ctr(&["run", "--rm", "--runtime", runtime, "--config", &path, id])
+    Ok(path.display().to_string())
 }
 
 /// Kills a background child and returns its stdout.
