@@ -29,6 +29,8 @@ pub struct IoKeep {
     stdin_copy: Option<tokio::task::JoinHandle<()>>,
     /// The pty master of a process with a terminal.
     console: Option<Arc<AsyncFd<OwnedFd>>>,
+    /// The copy of a terminal's output into the stdout fifo.
+    output_copy: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl IoKeep {
@@ -37,6 +39,13 @@ impl IoKeep {
     pub fn release(&mut self) {
         self.keepalive.clear();
         self.close_stdin();
+    }
+
+    /// The terminal output copy, to wait for before the exit is published (as
+    /// the runc shim waits for its IO): a short-lived process's output is still
+    /// in the pty when its exit is seen.
+    pub fn take_output_copy(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.output_copy.take()
     }
 
     /// CloseIO: no more input. The process sees end of file (for a terminal: an
@@ -160,7 +169,7 @@ pub fn attach_console(master: OwnedFd, stdin: &str, stdout: &str) -> Result<IoKe
     let master = Arc::new(master);
     keep.console = Some(master.clone());
     let out = std::fs::File::from(open_output(stdout, &mut keep)?);
-    tokio::spawn(copy_from_console(master.clone(), out));
+    keep.output_copy = Some(tokio::spawn(copy_from_console(master.clone(), out)));
     if !stdin.is_empty() {
         let path = stdin.strip_prefix("fifo://").unwrap_or(stdin).to_string();
         let receiver = tokio::net::unix::pipe::OpenOptions::new()

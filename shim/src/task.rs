@@ -167,6 +167,24 @@ impl TaskService {
     }
 
     async fn on_exit(&self, pid: i32, info: ExitInfo) {
+        // A terminal's output still in the pty goes out before the exit is seen
+        // (Wait, /tasks/exit), as the runc shim waits for its IO.
+        let output_copy = {
+            let mut tasks = self.tasks.lock().await;
+            tasks.by_id.values_mut().find_map(|t| {
+                if t.monitor_pid as i32 == pid && t.state != State::Stopped {
+                    return t.io.take_output_copy();
+                }
+                t.execs
+                    .values_mut()
+                    .find(|e| e.helper_pid as i32 == pid && e.state == State::Running)
+                    .and_then(|e| e.io.take_output_copy())
+            })
+        };
+        if let Some(copy) = output_copy {
+            // The pty is drained (EIO) once the process and its children are gone.
+            let _ = tokio::time::timeout(Duration::from_secs(2), copy).await;
+        }
         let mut tasks = self.tasks.lock().await;
         let mut event = None;
         for t in tasks.by_id.values_mut() {
