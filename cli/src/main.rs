@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The OCI runtime spec version lxcri implements.
-pub const SPEC_VERSION: &str = "1.2.0";
+pub const SPEC_VERSION: &str = runtime_core::container::OCI_VERSION;
 
 #[derive(Debug, Parser)]
 #[command(

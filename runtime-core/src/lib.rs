@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod error;
+pub mod features;
 pub mod lxcconf;
 pub mod spec;
 pub mod sys;

@@ -64,28 +64,6 @@ fn main() {
 const FEATURES_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
-/// The OCI features document (runc's `features`), as far as the shim's
-/// translation goes: containerd's CRI reads `mountOptions` ("rro" enables
-/// recursive read-only mounts) and the user namespace support from it.
-fn features() -> serde_json::Value {
-    let mut mount_options: Vec<&str> = runtime_core::spec::mounts::FLAG_OPTIONS.to_vec();
-    mount_options.extend(["rro", "tmpcopyup"]);
-    serde_json::json!({
-        "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.3.0",
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": mount_options,
-        "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
-            "seccomp": {"enabled": true},
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
-        }
-    })
-}
-
 /// The `-info` answer: name, version and the OCI features.
 fn runtime_info() -> Result<Vec<u8>, containerd_shim::protos::protobuf::Error> {
     use containerd_shim::protos::protobuf::well_known_types::any::Any;
@@ -100,7 +78,11 @@ fn runtime_info() -> Result<Vec<u8>, containerd_shim::protos::protobuf::Error> {
         .into(),
         features: Some(Any {
             type_url: FEATURES_TYPE_URL.to_string(),
-            value: features().to_string().into_bytes(),
+            value: runtime_core::features::features(serde_json::json!({
+                "io.github.lxc.lxcri.version": env!("CARGO_PKG_VERSION"),
+            }))
+            .to_string()
+            .into_bytes(),
             ..Default::default()
         })
         .into(),

@@ -1,0 +1,96 @@
+//! runc's features document (`lxcri features`, and the shim's `-info` for
+//! containerd), filled with what the spec translation takes today. Anything it
+//! refuses is reported as absent/disabled.
+
+use lxcri_libexec::proto::CAPABILITY_NAMES;
+use serde_json::{json, Value};
+
+/// The features document. `annotations` are the caller's (e.g. the liblxc
+/// version, which the shim does not link).
+pub fn features(annotations: Value) -> Value {
+    // Flag options liblxc applies, plus runc's tmpcopyup (over an empty or
+    // missing directory) and rro (made recursive by the init); `key=value`
+    // options go to mount(2) as data.
+    let mut mount_options: Vec<&str> = crate::spec::mounts::FLAG_OPTIONS.to_vec();
+    mount_options.extend(["tmpcopyup", "rro"]);
+    mount_options.sort_unstable();
+    json!({
+        "ociVersionMin": "1.0.0",
+        // The spec translation takes ociVersion 1.0.x to 1.3.x.
+        "ociVersionMax": "1.3.0",
+        "hooks": [
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop"
+        ],
+        "mountOptions": mount_options,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": CAPABILITY_NAMES,
+            "cgroup": {
+                "v1": true,
+                "v2": true,
+                // systemd cgroup paths (slice:prefix:name) are refused.
+                "systemd": false,
+                "systemdUser": false,
+                "rdma": false,
+            },
+            "seccomp": {
+                "enabled": true,
+                // SCMP_ACT_NOTIFY (seccomp agents) is refused.
+                "actions": [
+                    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+                ],
+                "operators": [
+                    "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+                ],
+                "archs": [
+                    "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64",
+                    "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64",
+                    "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
+                    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390",
+                    "SCMP_ARCH_S390X", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"
+                ],
+                "knownFlags": [
+                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                    "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+                ],
+                "supportedFlags": [
+                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                    "SECCOMP_FILTER_FLAG_LOG"
+                ],
+            },
+            // Profiles and labels are refused (only "unconfined"/empty pass).
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } },
+        },
+        "annotations": annotations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape() {
+        let f = features(json!({}));
+        assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+        assert!(f["linux"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("CAP_SYS_ADMIN")));
+        assert!(f["mountOptions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rbind")));
+        assert!(f["mountOptions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rro")));
+        assert!(f["hooks"].as_array().unwrap().contains(&json!("poststop")));
+    }
+}
