@@ -36,9 +36,13 @@ pub struct IoKeep {
 impl IoKeep {
     /// The process has exited: let containerd's readers see end of file (a
     /// terminal's output copy ends by itself once the pty is drained).
+    ///
+    /// The stdin fifo stays open for reading until Delete (drop), as in the
+    /// runc shim: containerd's CRI exec closes the output streams as soon as
+    /// its stdin copy fails, so an EPIPE on stdin right after a short-lived
+    /// process exits would throw away output it has not read yet.
     pub fn release(&mut self) {
         self.keepalive.clear();
-        self.close_stdin();
     }
 
     /// The terminal output copy, to wait for before the exit is published (as
@@ -67,6 +71,18 @@ impl IoKeep {
         };
         lxcri_libexec::process::set_window_size(c.get_ref().as_fd(), rows, cols)
             .map_err(|e| Error::io("resize", "pty", e.into()))
+    }
+}
+
+impl Drop for IoKeep {
+    /// Delete: the copies end and the fifos close.
+    fn drop(&mut self) {
+        if let Some(t) = self.stdin_copy.take() {
+            t.abort();
+        }
+        if let Some(t) = self.output_copy.take() {
+            t.abort();
+        }
     }
 }
 
@@ -124,16 +140,21 @@ fn open_stdin(path: &str, keep: &mut IoKeep) -> Result<OwnedFd> {
 
 async fn copy_stdin(
     mut from: tokio::net::unix::pipe::Receiver,
-    mut to: tokio::net::unix::pipe::Sender,
+    to: tokio::net::unix::pipe::Sender,
     path: String,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
+    let mut to = Some(to);
     loop {
         match from.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => {
-                if to.write_all(&buf[..n]).await.is_err() {
-                    break;
+                if let Some(w) = to.as_mut() {
+                    if w.write_all(&buf[..n]).await.is_err() {
+                        // The process is gone: keep reading (and dropping)
+                        // what containerd writes, so that it sees no EPIPE.
+                        to = None;
+                    }
                 }
             }
             Err(e) => {
@@ -216,15 +237,19 @@ async fn copy_to_console(
     master: Arc<AsyncFd<OwnedFd>>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
+    let mut gone = false;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut off = 0;
+        // After the terminal is gone, keep reading (and dropping) what
+        // containerd writes, so that it sees no EPIPE (see IoKeep::release).
+        let mut off = if gone { n } else { 0 };
         while off < n {
             let Ok(mut guard) = master.writable().await else {
-                return;
+                gone = true;
+                break;
             };
             // SAFETY: writing from a valid buffer range to an open fd.
             let w = unsafe {
@@ -239,7 +264,8 @@ async fn copy_to_console(
                     guard.clear_ready();
                     continue;
                 }
-                return;
+                gone = true;
+                break;
             }
             off += w as usize;
         }
@@ -480,6 +506,39 @@ mod tests {
         std::fs::File::from(stdio.stdout).write_all(b"a\n").unwrap();
         std::fs::File::from(stdio.stderr).write_all(b"b\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a\nb\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stdin_fifo_stays_open_after_exit_until_delete() {
+        // containerd's CRI exec closes its output readers when its stdin copy
+        // fails: a write to stdin after the process exited must not EPIPE.
+        let d = tempfile::tempdir().unwrap();
+        let (i, o) = (d.path().join("in"), d.path().join("out"));
+        for p in [&i, &o] {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        }
+        let (stdio, mut keep) =
+            open("c", "ns", i.to_str().unwrap(), o.to_str().unwrap(), "").unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&i).unwrap();
+        // The process exits: its end of the stdin pipe closes.
+        drop(stdio);
+        keep.release();
+        for _ in 0..3 {
+            w.write_all(b"late input\n").unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Delete: the fifo's reader goes away, a writer now sees EPIPE.
+        drop(keep);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut epipe = false;
+        for _ in 0..100 {
+            if let Err(e) = w.write_all(&[b'x'; 4096]) {
+                assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+                epipe = true;
+                break;
+            }
+        }
+        assert!(epipe, "the stdin fifo is still read after delete");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,13 +39,46 @@ macro_rules! cri_matrix {
     )*};
 }
 
-cri_matrix!(cri_lifecycle);
+cri_matrix!(cri_lifecycle, cri_exec_tty_repeated);
 
 fn cri_lifecycle(h: &mut Harness) -> Result<()> {
     pull(h, BUSYBOX)?;
     let config = pod_config(h, "life", json!({}))?;
     let pod = run_pod(h, &config)?;
     let checked = check_sandbox(h, &pod).and_then(|()| container_lifecycle(h, &pod, &config));
+    let removed = remove_pod(h, &pod);
+    checked.and(removed)
+}
+
+/// `crictl exec -it` of a short command, many times in a row: every run
+/// shows the whole terminal output (a short-lived process's output must not
+/// be lost between the pty, the shim and containerd's fifo).
+fn cri_exec_tty_repeated(h: &mut Harness) -> Result<()> {
+    pull(h, BUSYBOX)?;
+    let config = pod_config(h, "tty", json!({}))?;
+    let pod = run_pod(h, &config)?;
+    let checked = (|| {
+        let id = create(
+            h,
+            &pod,
+            &config,
+            "tty",
+            BUSYBOX,
+            &["sleep", "600"],
+            json!({}),
+        )?;
+        h.crictl_ok(&["start", &id])?;
+        wait_state(h, &id, "CONTAINER_RUNNING")?;
+        let mut lost = Vec::new();
+        for i in 0..20 {
+            let out = exec_tty(h, &id, &format!("echo run-{i}; tty"))?;
+            if !(out.contains(&format!("run-{i}")) && out.contains("/dev/pts/")) {
+                lost.push(format!("run {i}: {out:?}"));
+            }
+        }
+        ensure!(lost.is_empty(), "exec -it output lost: {lost:?}");
+        Ok(())
+    })();
     let removed = remove_pod(h, &pod);
     checked.and(removed)
 }
