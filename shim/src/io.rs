@@ -96,7 +96,24 @@ fn dev_null(write: bool) -> Result<OwnedFd> {
         .map_err(|e| Error::io("open", "/dev/null", e))
 }
 
-fn open_output(path: &str, keep: &mut IoKeep) -> Result<OwnedFd> {
+/// IoUid/IoGid (runc's options): the container's end of a stdio pipe or
+/// fifo belongs to this user, so that a process whose user is not root on
+/// the host (a user namespace) can reopen it (`/dev/stdout`, `/proc/self/fd/1`).
+pub type IoOwner = Option<(u32, u32)>;
+
+fn chown_stdio(fd: &OwnedFd, owner: IoOwner, what: &str) -> Result<()> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    nix::unistd::fchown(
+        fd,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| Error::io("chown (IoUid/IoGid)", what, e.into()))
+}
+
+fn open_output(path: &str, keep: &mut IoKeep, owner: IoOwner) -> Result<OwnedFd> {
     if path.is_empty() {
         return dev_null(true);
     }
@@ -119,16 +136,19 @@ fn open_output(path: &str, keep: &mut IoKeep) -> Result<OwnedFd> {
         .open(&proc_path)
         .map_err(|e| Error::io("reopen", path, e))?;
     keep.keepalive.push(OwnedFd::from(rw));
-    Ok(OwnedFd::from(wo))
+    let wo = OwnedFd::from(wo);
+    chown_stdio(&wo, owner, path)?;
+    Ok(wo)
 }
 
-fn open_stdin(path: &str, keep: &mut IoKeep) -> Result<OwnedFd> {
+fn open_stdin(path: &str, keep: &mut IoKeep, owner: IoOwner) -> Result<OwnedFd> {
     if path.is_empty() {
         return dev_null(false);
     }
     let path = path.strip_prefix("fifo://").unwrap_or(path).to_string();
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("pipe", &path, e.into()))?;
+    chown_stdio(&r, owner, &path)?;
     let receiver = tokio::net::unix::pipe::OpenOptions::new()
         .open_receiver(&path)
         .map_err(|e| Error::io("open", &path, e))?;
@@ -189,7 +209,7 @@ pub fn attach_console(master: OwnedFd, stdin: &str, stdout: &str) -> Result<IoKe
         .map_err(|e| Error::io("register", "pty", std::io::Error::other(e.to_string())))?;
     let master = Arc::new(master);
     keep.console = Some(master.clone());
-    let out = std::fs::File::from(open_output(stdout, &mut keep)?);
+    let out = std::fs::File::from(open_output(stdout, &mut keep, None)?);
     keep.output_copy = Some(tokio::spawn(copy_from_console(master.clone(), out)));
     if !stdin.is_empty() {
         let path = stdin.strip_prefix("fifo://").unwrap_or(stdin).to_string();
@@ -395,13 +415,16 @@ fn open_log_file(uri: &str) -> Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd::from(f), OwnedFd::from(f2)))
 }
 
-/// Open the container's stdio (`id` and `namespace` name it to a logging binary).
+/// Open the container's stdio (`id` and `namespace` name it to a logging
+/// binary; `owner` from IoUid/IoGid for the stdin pipe and the output fifos,
+/// not for a logging binary's pipes or a log file, as in the runc shim).
 pub fn open(
     id: &str,
     namespace: &str,
     stdin: &str,
     stdout: &str,
     stderr: &str,
+    owner: IoOwner,
 ) -> Result<(Stdio, IoKeep)> {
     let mut keep = IoKeep::default();
     if stdout.starts_with("binary://") || stdout.starts_with("file://") {
@@ -411,7 +434,7 @@ pub fn open(
         } else {
             open_log_file(stdout)?
         };
-        let stdin = open_stdin(stdin, &mut keep)?;
+        let stdin = open_stdin(stdin, &mut keep, owner)?;
         return Ok((
             Stdio {
                 stdin,
@@ -421,9 +444,9 @@ pub fn open(
             keep,
         ));
     }
-    let stdin = open_stdin(stdin, &mut keep)?;
-    let stdout = open_output(stdout, &mut keep)?;
-    let stderr = open_output(stderr, &mut keep)?;
+    let stdin = open_stdin(stdin, &mut keep, owner)?;
+    let stdout = open_output(stdout, &mut keep, owner)?;
+    let stderr = open_output(stderr, &mut keep, owner)?;
     Ok((
         Stdio {
             stdin,
@@ -479,7 +502,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let uri = format!("binary://{}?arg1", script.display());
-        let (stdio, _keep) = open("c1", "ns1", "", &uri, &uri).unwrap();
+        let (stdio, _keep) = open("c1", "ns1", "", &uri, &uri, None).unwrap();
         std::fs::File::from(stdio.stdout)
             .write_all(b"to-stdout\n")
             .unwrap();
@@ -502,7 +525,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/ctr.log");
         let uri = format!("file://{}", p.display());
-        let (stdio, _keep) = open("c", "ns", "", &uri, &uri).unwrap();
+        let (stdio, _keep) = open("c", "ns", "", &uri, &uri, None).unwrap();
         std::fs::File::from(stdio.stdout).write_all(b"a\n").unwrap();
         std::fs::File::from(stdio.stderr).write_all(b"b\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a\nb\n");
@@ -517,8 +540,15 @@ mod tests {
         for p in [&i, &o] {
             nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         }
-        let (stdio, mut keep) =
-            open("c", "ns", i.to_str().unwrap(), o.to_str().unwrap(), "").unwrap();
+        let (stdio, mut keep) = open(
+            "c",
+            "ns",
+            i.to_str().unwrap(),
+            o.to_str().unwrap(),
+            "",
+            None,
+        )
+        .unwrap();
         let mut w = std::fs::OpenOptions::new().write(true).open(&i).unwrap();
         // The process exits: its end of the stdin pipe closes.
         drop(stdio);
@@ -541,6 +571,34 @@ mod tests {
         assert!(epipe, "the stdin fifo is still read after delete");
     }
 
+    #[tokio::test]
+    async fn io_uid_gid_own_the_containers_ends() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (i, o) = (d.path().join("in"), d.path().join("out"));
+        for p in [&i, &o] {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        }
+        let owner = Some((1234, 4321));
+        let (stdio, _keep) = open(
+            "c",
+            "ns",
+            i.to_str().unwrap(),
+            o.to_str().unwrap(),
+            "",
+            owner,
+        )
+        .unwrap();
+        let stat = |fd: &OwnedFd| {
+            let m = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(stat(&stdio.stdin), (1234, 4321), "stdin pipe");
+        assert_eq!(stat(&stdio.stdout), (1234, 4321), "stdout fifo");
+        // No stderr fifo: /dev/null, which must never be chowned.
+        assert_eq!(stat(&stdio.stderr), (0, 0), "/dev/null");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fifo_stdio_roundtrip() {
         let d = tempfile::tempdir().unwrap();
@@ -548,8 +606,15 @@ mod tests {
         for p in [&i, &o] {
             nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         }
-        let (stdio, mut keep) =
-            open("c", "ns", i.to_str().unwrap(), o.to_str().unwrap(), "").unwrap();
+        let (stdio, mut keep) = open(
+            "c",
+            "ns",
+            i.to_str().unwrap(),
+            o.to_str().unwrap(),
+            "",
+            None,
+        )
+        .unwrap();
         // The writer connects after the shim opened stdin: no early EOF.
         let mut w = std::fs::OpenOptions::new().write(true).open(&i).unwrap();
         w.write_all(b"x\n").unwrap();

@@ -19,6 +19,8 @@ pub struct RuntimeOptions {
     pub shim_cgroup: Option<PathBuf>,
     /// `NoNewKeyring`: no new session keyring for the container.
     pub no_new_keyring: bool,
+    /// `IoUid`/`IoGid`: owner of the container's stdio pipes and fifos.
+    pub io_owner: crate::io::IoOwner,
 }
 
 /// Decode `CreateTaskRequest.options`.
@@ -35,8 +37,6 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions> {
                 .map_err(|e| Error::InvalidArgument(format!("runtime options {name}: {e}")))?;
             let ignored = [
                 ("NoPivotRoot", o.no_pivot_root),
-                ("IoUid", o.io_uid != 0),
-                ("IoGid", o.io_gid != 0),
                 ("BinaryName", !o.binary_name.is_empty()),
                 ("Root", !o.root.is_empty()),
                 ("CriuImagePath", !o.criu_image_path.is_empty()),
@@ -45,9 +45,8 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions> {
             ];
             for (field, set) in ignored {
                 if set {
-                    // IoUid/IoGid: the container gets its stdio as open fds, so it
-                    // can write whatever its user; NoPivotRoot: liblxc always
-                    // pivots; the others name runc's binary, state and criu.
+                    // NoPivotRoot: liblxc always pivots; the others name runc's
+                    // binary, state and criu.
                     log::debug!("runtime option {field} does not apply to lxcri, ignored");
                 }
             }
@@ -55,6 +54,7 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions> {
                 systemd_cgroup: o.systemd_cgroup,
                 shim_cgroup: (!o.shim_cgroup.is_empty()).then(|| PathBuf::from(&o.shim_cgroup)),
                 no_new_keyring: o.no_new_keyring,
+                io_owner: (o.io_uid != 0 || o.io_gid != 0).then_some((o.io_uid, o.io_gid)),
             })
         }
         other => {
@@ -131,6 +131,7 @@ mod tests {
                     systemd_cgroup: true,
                     shim_cgroup: Some("/shims".into()),
                     no_new_keyring: true,
+                    io_owner: Some((1000, 0)),
                 }
             );
         }

@@ -76,6 +76,8 @@ struct TaskEntry {
     exit: Option<ExitInfo>,
     exit_tx: watch::Sender<Option<ExitInfo>>,
     io: IoKeep,
+    /// IoUid/IoGid of the task's options, for its execs' stdio too.
+    io_owner: io::IoOwner,
     rootfs_mounted: bool,
     execs: HashMap<String, ExecEntry>,
 }
@@ -347,6 +349,7 @@ impl TaskService {
             exit: None,
             exit_tx,
             io: keep,
+            io_owner: opts.io_owner,
             rootfs_mounted,
             execs: HashMap::new(),
         };
@@ -399,6 +402,7 @@ impl TaskService {
                 &req.stdin,
                 &req.stdout,
                 &req.stderr,
+                opts.io_owner,
             )?
         };
         let mut cfg = self.cfg.clone();
@@ -899,7 +903,14 @@ impl TaskService {
         let (stdio, keep) = if e.terminal {
             (io::null_stdio()?, IoKeep::default())
         } else {
-            io::open(exec_id, &self.namespace, &e.stdin, &e.stdout, &e.stderr)?
+            io::open(
+                exec_id,
+                &self.namespace,
+                &e.stdin,
+                &e.stdout,
+                &e.stderr,
+                t.io_owner,
+            )?
         };
         let (term_stdin, term_stdout) = (e.stdin.clone(), e.stdout.clone());
         let mut process = e.process.clone();
