@@ -64,18 +64,11 @@ fn timestamp(t: std::time::SystemTime) -> Timestamp {
 struct TaskEntry {
     id: String,
     bundle: PathBuf,
-    stdin: String,
-    stdout: String,
-    stderr: String,
-    terminal: bool,
+    /// The init: its pid is the container's init pid.
+    proc: Proc,
     /// The runtime-core handle; used on the blocking pool.
     container: Arc<std::sync::Mutex<Container>>,
-    init_pid: u32,
     monitor_pid: u32,
-    state: State,
-    exit: Option<ExitInfo>,
-    exit_tx: watch::Sender<Option<ExitInfo>>,
-    io: IoKeep,
     /// IoUid/IoGid of the task's options, for its execs' stdio too.
     io_owner: io::IoOwner,
     rootfs_mounted: bool,
@@ -85,17 +78,103 @@ struct TaskEntry {
 /// A process added with Exec, and started with Start(exec_id).
 struct ExecEntry {
     process: oci_spec::runtime::Process,
+    proc: Proc,
+    helper_pid: u32,
+    handle: Option<Exec>,
+}
+
+/// What the init and an exec have alike: stdio, state and exit.
+struct Proc {
     stdin: String,
     stdout: String,
     stderr: String,
     terminal: bool,
-    state: State,
+    /// Host pid (0 for an exec not started yet).
     pid: u32,
-    helper_pid: u32,
-    handle: Option<Exec>,
+    state: State,
     exit: Option<ExitInfo>,
     exit_tx: watch::Sender<Option<ExitInfo>>,
     io: IoKeep,
+}
+
+impl Proc {
+    fn new(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Self {
+        Proc {
+            stdin: stdin.to_string(),
+            stdout: stdout.to_string(),
+            stderr: stderr.to_string(),
+            terminal,
+            pid: 0,
+            state: State::Created,
+            exit: None,
+            exit_tx: watch::channel(None).0,
+            io: IoKeep::default(),
+        }
+    }
+
+    /// Record the exit (Wait returns, the output fifos close); the
+    /// /tasks/exit event to publish.
+    fn stopped(&mut self, container_id: &str, id: &str, info: ExitInfo) -> TaskExit {
+        log::info!(
+            "process exited id={container_id} exec_id={} pid={} exit_status={}",
+            if id == container_id { "" } else { id },
+            self.pid,
+            info.code
+        );
+        self.state = State::Stopped;
+        self.exit = Some(info);
+        self.io.release();
+        let _ = self.exit_tx.send(Some(info));
+        TaskExit {
+            container_id: container_id.to_string(),
+            id: id.to_string(),
+            pid: self.pid,
+            exit_status: info.code,
+            exited_at: Some(timestamp(info.at)).into(),
+            ..Default::default()
+        }
+    }
+
+    /// State of the init (`exec_id` empty) or of an exec.
+    fn state_response(&self, id: &str, exec_id: &str, bundle: &Path) -> StateResponse {
+        let mut resp = StateResponse {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            bundle: bundle.to_string_lossy().into_owned(),
+            pid: self.pid,
+            stdin: self.stdin.clone(),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            terminal: self.terminal,
+            ..Default::default()
+        };
+        resp.set_status(status_of(self.state));
+        if let Some(info) = self.exit {
+            resp.exit_status = info.code;
+            resp.exited_at = Some(timestamp(info.at)).into();
+        }
+        resp
+    }
+
+    /// The exit if there was one, else a receiver to wait for it on.
+    fn exit_or_subscribe(&self) -> std::result::Result<ExitInfo, ExitRx> {
+        self.exit.ok_or_else(|| self.exit_tx.subscribe())
+    }
+}
+
+type ExitRx = watch::Receiver<Option<ExitInfo>>;
+
+/// Wait on a receiver from [`Proc::exit_or_subscribe`]; `what` names the
+/// process when the entry is removed meanwhile.
+async fn wait_exit(mut rx: ExitRx, what: &str) -> Result<ExitInfo> {
+    loop {
+        if let Some(info) = *rx.borrow_and_update() {
+            return Ok(info);
+        }
+        if rx.changed().await.is_err() {
+            return Err(Error::NotFound(what.to_string()));
+        }
+    }
 }
 
 /// Shared between the task service and the exit watcher.
@@ -174,13 +253,13 @@ impl TaskService {
         let output_copy = {
             let mut tasks = self.tasks.lock().await;
             tasks.by_id.values_mut().find_map(|t| {
-                if t.monitor_pid as i32 == pid && t.state != State::Stopped {
-                    return t.io.take_output_copy();
+                if t.monitor_pid as i32 == pid && t.proc.state != State::Stopped {
+                    return t.proc.io.take_output_copy();
                 }
                 t.execs
                     .values_mut()
-                    .find(|e| e.helper_pid as i32 == pid && e.state == State::Running)
-                    .and_then(|e| e.io.take_output_copy())
+                    .find(|e| e.helper_pid as i32 == pid && e.proc.state == State::Running)
+                    .and_then(|e| e.proc.io.take_output_copy())
             })
         };
         if let Some(copy) = output_copy {
@@ -190,17 +269,17 @@ impl TaskService {
         let mut tasks = self.tasks.lock().await;
         let mut event = None;
         for t in tasks.by_id.values_mut() {
-            if t.monitor_pid as i32 == pid && t.state != State::Stopped {
-                event = Some(mark_stopped(t, info));
+            if t.monitor_pid as i32 == pid && t.proc.state != State::Stopped {
+                event = Some(t.proc.stopped(&t.id, &t.id, info));
                 break;
             }
             let id = t.id.clone();
             if let Some((exec_id, e)) = t
                 .execs
                 .iter_mut()
-                .find(|(_, e)| e.helper_pid as i32 == pid && e.state == State::Running)
+                .find(|(_, e)| e.helper_pid as i32 == pid && e.proc.state == State::Running)
             {
-                event = Some(mark_exec_stopped(&id, exec_id, e, info));
+                event = Some(e.proc.stopped(&id, exec_id, info));
                 break;
             }
         }
@@ -217,49 +296,6 @@ impl TaskService {
 
     fn runtime_root(&self) -> PathBuf {
         self.cfg.root.clone()
-    }
-}
-
-/// Record an exit; returns the /tasks/exit event to publish.
-fn mark_stopped(t: &mut TaskEntry, info: ExitInfo) -> TaskExit {
-    log::info!(
-        "container exited id={} pid={} exit_status={}",
-        t.id,
-        t.init_pid,
-        info.code
-    );
-    t.state = State::Stopped;
-    t.exit = Some(info);
-    t.io.release();
-    let _ = t.exit_tx.send(Some(info));
-    TaskExit {
-        container_id: t.id.clone(),
-        id: t.id.clone(),
-        pid: t.init_pid,
-        exit_status: info.code,
-        exited_at: Some(timestamp(info.at)).into(),
-        ..Default::default()
-    }
-}
-
-/// Record an exec's exit; returns the /tasks/exit event to publish.
-fn mark_exec_stopped(id: &str, exec_id: &str, e: &mut ExecEntry, info: ExitInfo) -> TaskExit {
-    log::info!(
-        "exec exited id={id} exec_id={exec_id} pid={} exit_status={}",
-        e.pid,
-        info.code
-    );
-    e.state = State::Stopped;
-    e.exit = Some(info);
-    e.io.release();
-    let _ = e.exit_tx.send(Some(info));
-    TaskExit {
-        container_id: id.to_string(),
-        id: exec_id.to_string(),
-        pid: e.pid,
-        exit_status: info.code,
-        exited_at: Some(timestamp(info.at)).into(),
-        ..Default::default()
     }
 }
 
@@ -333,22 +369,16 @@ impl TaskService {
                 return Err(e);
             }
         };
-        let init_pid = container.init_pid() as u32;
-        let (exit_tx, _) = watch::channel(None);
+        let mut proc = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        proc.pid = container.init_pid() as u32;
+        proc.io = keep;
+        let init_pid = proc.pid;
         let mut entry = TaskEntry {
             id: id.clone(),
             bundle: bundle.clone(),
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
+            proc,
             container: Arc::new(std::sync::Mutex::new(container)),
-            init_pid,
             monitor_pid,
-            state: State::Created,
-            exit: None,
-            exit_tx,
-            io: keep,
             io_owner: opts.io_owner,
             rootfs_mounted,
             execs: HashMap::new(),
@@ -357,7 +387,7 @@ impl TaskService {
         self.watch_oom(&entry);
         let mut tasks = self.tasks.lock().await;
         let early_exit = tasks.unclaimed.remove(&(monitor_pid as i32));
-        let exit_event = early_exit.map(|(info, _)| mark_stopped(&mut entry, info));
+        let exit_event = early_exit.map(|(info, _)| entry.proc.stopped(&id, &id, info));
         tasks.by_id.insert(id.clone(), entry);
         drop(tasks);
 
@@ -443,7 +473,7 @@ impl TaskService {
             .by_id
             .get_mut(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        check(&format!("container {}", req.id), Op::Start, t.state)?;
+        check(&format!("container {}", req.id), Op::Start, t.proc.state)?;
         let c = t.container.clone();
         let timeout = self.cfg.start_timeout;
         let exec_error = blocking(move || {
@@ -454,10 +484,10 @@ impl TaskService {
         if let Some(msg) = exec_error {
             log::warn!("exec failed id={}: {msg}", req.id);
         }
-        if t.state == State::Created {
-            t.state = State::Running;
+        if t.proc.state == State::Created {
+            t.proc.state = State::Running;
         }
-        let pid = t.init_pid;
+        let pid = t.proc.pid;
         let event = TaskStart {
             container_id: req.id.clone(),
             pid,
@@ -482,7 +512,7 @@ impl TaskService {
             .by_id
             .get(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        check(&format!("container {}", req.id), Op::Kill, t.state)?;
+        check(&format!("container {}", req.id), Op::Kill, t.proc.state)?;
         let c = t.container.clone();
         let (signal, all) = (req.signal as i32, req.all);
         drop(tasks);
@@ -505,27 +535,18 @@ impl TaskService {
     }
 
     async fn wait_stopped(&self, id: &str, timeout: Option<Duration>) -> Result<ExitInfo> {
-        let mut rx = {
+        let rx = {
             let tasks = self.tasks.lock().await;
             let t = tasks
                 .by_id
                 .get(id)
                 .ok_or_else(|| Error::NotFound(id.to_string()))?;
-            if let Some(info) = t.exit {
-                return Ok(info);
-            }
-            t.exit_tx.subscribe()
-        };
-        let wait = async {
-            loop {
-                if let Some(info) = *rx.borrow_and_update() {
-                    return Ok(info);
-                }
-                if rx.changed().await.is_err() {
-                    return Err(Error::NotFound(id.to_string()));
-                }
+            match t.proc.exit_or_subscribe() {
+                Ok(info) => return Ok(info),
+                Err(rx) => rx,
             }
         };
+        let wait = wait_exit(rx, id);
         match timeout {
             None => wait.await,
             Some(d) => tokio::time::timeout(d, wait)
@@ -544,7 +565,7 @@ impl TaskService {
                 .by_id
                 .get(&req.id)
                 .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-            t.state
+            t.proc.state
         };
         check(&format!("container {}", req.id), Op::Delete, state)?;
         match state {
@@ -586,20 +607,20 @@ impl TaskService {
             })
             .await?;
         }
-        let info = entry.exit.unwrap_or(ExitInfo {
+        let info = entry.proc.exit.unwrap_or(ExitInfo {
             code: 137,
             at: std::time::SystemTime::now(),
         });
         let event = TaskDelete {
             container_id: req.id.clone(),
-            pid: entry.init_pid,
+            pid: entry.proc.pid,
             exit_status: info.code,
             exited_at: Some(timestamp(info.at)).into(),
             ..Default::default()
         };
         self.publish(event.topic().as_str(), Box::new(event)).await;
         Ok(DeleteResponse {
-            pid: entry.init_pid,
+            pid: entry.proc.pid,
             exit_status: info.code,
             exited_at: Some(timestamp(info.at)).into(),
             ..Default::default()
@@ -612,45 +633,14 @@ impl TaskService {
             .by_id
             .get(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        if !req.exec_id.is_empty() {
-            let e = t
-                .execs
-                .get(&req.exec_id)
-                .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?;
-            let mut resp = StateResponse {
-                id: req.exec_id.clone(),
-                exec_id: req.exec_id.clone(),
-                bundle: t.bundle.to_string_lossy().into_owned(),
-                pid: e.pid,
-                stdin: e.stdin.clone(),
-                stdout: e.stdout.clone(),
-                stderr: e.stderr.clone(),
-                terminal: e.terminal,
-                ..Default::default()
-            };
-            resp.set_status(status_of(e.state));
-            if let Some(info) = e.exit {
-                resp.exit_status = info.code;
-                resp.exited_at = Some(timestamp(info.at)).into();
-            }
-            return Ok(resp);
+        if req.exec_id.is_empty() {
+            return Ok(t.proc.state_response(&t.id, "", &t.bundle));
         }
-        let mut resp = StateResponse {
-            id: t.id.clone(),
-            bundle: t.bundle.to_string_lossy().into_owned(),
-            pid: t.init_pid,
-            stdin: t.stdin.clone(),
-            stdout: t.stdout.clone(),
-            stderr: t.stderr.clone(),
-            terminal: t.terminal,
-            ..Default::default()
-        };
-        resp.set_status(status_of(t.state));
-        if let Some(info) = t.exit {
-            resp.exit_status = info.code;
-            resp.exited_at = Some(timestamp(info.at)).into();
-        }
-        Ok(resp)
+        let e = t
+            .execs
+            .get(&req.exec_id)
+            .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?;
+        Ok(e.proc.state_response(&req.exec_id, &req.exec_id, &t.bundle))
     }
 
     async fn do_pids(&self, req: PidsRequest) -> Result<PidsResponse> {
@@ -663,8 +653,8 @@ impl TaskService {
         let exec_pids: HashMap<u32, String> = t
             .execs
             .iter()
-            .filter(|(_, e)| e.state == State::Running)
-            .map(|(id, e)| (e.pid, id.clone()))
+            .filter(|(_, e)| e.proc.state == State::Running)
+            .map(|(id, e)| (e.proc.pid, id.clone()))
             .collect();
         drop(tasks);
         let pids = blocking(move || {
@@ -739,7 +729,7 @@ impl TaskService {
             .by_id
             .get(id)
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        check(&format!("container {id}"), op, t.state)?;
+        check(&format!("container {id}"), op, t.proc.state)?;
         Ok(t.container.clone())
     }
 
@@ -757,8 +747,8 @@ impl TaskService {
         .await?;
         let mut tasks = self.tasks.lock().await;
         if let Some(t) = tasks.by_id.get_mut(id) {
-            if t.state == from {
-                t.state = if paused {
+            if t.proc.state == from {
+                t.proc.state = if paused {
                     State::Paused
                 } else {
                     State::Running
@@ -850,29 +840,20 @@ impl TaskService {
             .by_id
             .get_mut(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        check(&format!("container {}", req.id), Op::Exec, t.state)?;
+        check(&format!("container {}", req.id), Op::Exec, t.proc.state)?;
         if t.execs.contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!(
                 "exec {} in {}",
                 req.exec_id, req.id
             )));
         }
-        let (exit_tx, _) = watch::channel(None);
         t.execs.insert(
             req.exec_id.clone(),
             ExecEntry {
                 process,
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
-                state: State::Created,
-                pid: 0,
+                proc: Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal),
                 helper_pid: 0,
                 handle: None,
-                exit: None,
-                exit_tx,
-                io: IoKeep::default(),
             },
         );
         drop(tasks);
@@ -893,28 +874,28 @@ impl TaskService {
             .by_id
             .get_mut(id)
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        check(&format!("container {id}"), Op::Exec, t.state)?;
+        check(&format!("container {id}"), Op::Exec, t.proc.state)?;
         let container = t.container.clone();
         let e = t
             .execs
             .get_mut(exec_id)
             .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-        check(&format!("exec {exec_id}"), Op::Start, e.state)?;
-        let (stdio, keep) = if e.terminal {
+        check(&format!("exec {exec_id}"), Op::Start, e.proc.state)?;
+        let (stdio, keep) = if e.proc.terminal {
             (io::null_stdio()?, IoKeep::default())
         } else {
             io::open(
                 exec_id,
                 &self.namespace,
-                &e.stdin,
-                &e.stdout,
-                &e.stderr,
+                &e.proc.stdin,
+                &e.proc.stdout,
+                &e.proc.stderr,
                 t.io_owner,
             )?
         };
-        let (term_stdin, term_stdout) = (e.stdin.clone(), e.stdout.clone());
+        let (term_stdin, term_stdout) = (e.proc.stdin.clone(), e.proc.stdout.clone());
         let mut process = e.process.clone();
-        process.set_terminal(Some(e.terminal));
+        process.set_terminal(Some(e.proc.terminal));
         let cfg = self.cfg.clone();
         let result = blocking(move || {
             let c = container
@@ -936,13 +917,13 @@ impl TaskService {
                 if let Some(e) = e {
                     // Like runc: an exec that cannot start is an error of Start, and
                     // the process counts as exited.
-                    e.state = State::Stopped;
+                    e.proc.state = State::Stopped;
                     let info = ExitInfo {
                         code: 127,
                         at: std::time::SystemTime::now(),
                     };
-                    e.exit = Some(info);
-                    let _ = e.exit_tx.send(Some(info));
+                    e.proc.exit = Some(info);
+                    let _ = e.proc.exit_tx.send(Some(info));
                 }
                 return Err(Error::Runtime(err));
             }
@@ -962,12 +943,12 @@ impl TaskService {
             .execs
             .get_mut(exec_id)
             .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-        e.state = State::Running;
-        e.pid = pid;
+        e.proc.state = State::Running;
+        e.proc.pid = pid;
         e.helper_pid = helper_pid as u32;
         e.handle = Some(exec);
-        e.io = keep;
-        let exit_event = early.map(|(info, _)| mark_exec_stopped(id, exec_id, e, info));
+        e.proc.io = keep;
+        let exit_event = early.map(|(info, _)| e.proc.stopped(id, exec_id, info));
         let event = TaskExecStarted {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -992,7 +973,7 @@ impl TaskService {
             .get(id)
             .and_then(|t| t.execs.get(exec_id))
             .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-        match (&e.handle, e.state) {
+        match (&e.handle, e.proc.state) {
             (Some(h), State::Running) => match h.kill(signal) {
                 Ok(()) => Ok(()),
                 Err(runtime_core::Error::Sys { source, .. })
@@ -1010,26 +991,20 @@ impl TaskService {
     }
 
     async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<ExitInfo> {
-        let mut rx = {
+        let what = format!("exec {exec_id} in {id}");
+        let rx = {
             let tasks = self.tasks.lock().await;
             let e = tasks
                 .by_id
                 .get(id)
                 .and_then(|t| t.execs.get(exec_id))
-                .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-            if let Some(info) = e.exit {
-                return Ok(info);
+                .ok_or_else(|| Error::NotFound(what.clone()))?;
+            match e.proc.exit_or_subscribe() {
+                Ok(info) => return Ok(info),
+                Err(rx) => rx,
             }
-            e.exit_tx.subscribe()
         };
-        loop {
-            if let Some(info) = *rx.borrow_and_update() {
-                return Ok(info);
-            }
-            if rx.changed().await.is_err() {
-                return Err(Error::NotFound(format!("exec {exec_id} in {id}")));
-            }
-        }
+        wait_exit(rx, &what).await
     }
 
     async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
@@ -1042,14 +1017,14 @@ impl TaskService {
             .execs
             .get(exec_id)
             .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in {id}")))?;
-        check(&format!("exec {exec_id}"), Op::Delete, e.state)?;
+        check(&format!("exec {exec_id}"), Op::Delete, e.proc.state)?;
         let e = t.execs.remove(exec_id).expect("checked above");
-        let info = e.exit.unwrap_or(ExitInfo {
+        let info = e.proc.exit.unwrap_or(ExitInfo {
             code: 0,
             at: std::time::SystemTime::now(),
         });
         Ok(DeleteResponse {
-            pid: e.pid,
+            pid: e.proc.pid,
             exit_status: info.code,
             exited_at: Some(timestamp(info.at)).into(),
             ..Default::default()
@@ -1104,11 +1079,12 @@ impl Task for TaskService {
             .get(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
         let io = if req.exec_id.is_empty() {
-            &t.io
+            &t.proc.io
         } else {
             &t.execs
                 .get(&req.exec_id)
                 .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?
+                .proc
                 .io
         };
         let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
@@ -1123,12 +1099,13 @@ impl Task for TaskService {
             .get_mut(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
         let io = if req.exec_id.is_empty() {
-            &mut t.io
+            &mut t.proc.io
         } else {
             &mut t
                 .execs
                 .get_mut(&req.exec_id)
                 .ok_or_else(|| Error::NotFound(format!("exec {} in {}", req.exec_id, req.id)))?
+                .proc
                 .io
         };
         if req.stdin {
@@ -1207,7 +1184,7 @@ impl Task for TaskService {
         req: ConnectRequest,
     ) -> ttrpc::Result<ConnectResponse> {
         let tasks = self.tasks.lock().await;
-        let task_pid = tasks.by_id.get(&req.id).map(|t| t.init_pid).unwrap_or(0);
+        let task_pid = tasks.by_id.get(&req.id).map(|t| t.proc.pid).unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -1254,4 +1231,67 @@ fn criu_check() -> std::result::Result<(), String> {
         "criu check failed: {}",
         tail.into_iter().rev().collect::<Vec<_>>().join("; ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: u32) -> ExitInfo {
+        ExitInfo {
+            code,
+            at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn init_and_exec_states_alike() {
+        let mut p = Proc::new("in", "out", "err", true);
+        p.pid = 42;
+        let before = p.state_response("c1", "", Path::new("/b"));
+        assert_eq!(before.status(), Status::CREATED);
+        assert_eq!(
+            (before.id.as_str(), before.pid, before.terminal),
+            ("c1", 42, true)
+        );
+        assert_eq!(
+            (before.stdin.as_str(), before.bundle.as_str()),
+            ("in", "/b")
+        );
+        assert_eq!(before.exit_status, 0);
+
+        let ev = p.stopped("c1", "x1", exit(137));
+        assert_eq!(
+            (
+                ev.container_id.as_str(),
+                ev.id.as_str(),
+                ev.pid,
+                ev.exit_status
+            ),
+            ("c1", "x1", 42, 137)
+        );
+        assert_eq!(ev.exited_at.seconds, 5);
+        let after = p.state_response("x1", "x1", Path::new("/b"));
+        assert_eq!(after.status(), Status::STOPPED);
+        assert_eq!((after.exec_id.as_str(), after.exit_status), ("x1", 137));
+        assert_eq!(after.exited_at.seconds, 5);
+    }
+
+    #[tokio::test]
+    async fn wait_returns_the_exit_or_not_found() {
+        let mut p = Proc::new("", "", "", false);
+        let rx = p.exit_or_subscribe().unwrap_err();
+        let waiter = tokio::spawn(wait_exit(rx, "c1"));
+        tokio::task::yield_now().await;
+        p.stopped("c1", "c1", exit(3));
+        assert_eq!(waiter.await.unwrap().unwrap().code, 3);
+        // Later waiters get the recorded exit at once.
+        assert_eq!(p.exit_or_subscribe().unwrap().code, 3);
+
+        // The entry is removed (deleted) while someone waits: NotFound.
+        let q = Proc::new("", "", "", false);
+        let rx = q.exit_or_subscribe().unwrap_err();
+        drop(q);
+        assert!(matches!(wait_exit(rx, "c2").await, Err(Error::NotFound(_))));
+    }
 }
