@@ -39,7 +39,7 @@ macro_rules! cri_matrix {
     )*};
 }
 
-cri_matrix!(cri_lifecycle, cri_exec_tty_repeated);
+cri_matrix!(cri_lifecycle, cri_exec_tty_repeated, cri_apparmor_refused);
 
 fn cri_lifecycle(h: &mut Harness) -> Result<()> {
     pull(h, BUSYBOX)?;
@@ -77,6 +77,36 @@ fn cri_exec_tty_repeated(h: &mut Harness) -> Result<()> {
             }
         }
         ensure!(lost.is_empty(), "exec -it output lost: {lost:?}");
+        Ok(())
+    })();
+    let removed = remove_pod(h, &pod);
+    checked.and(removed)
+}
+
+/// An AppArmor profile on a host without AppArmor: a clear error at create
+/// (CRI's own, before the runtime is asked; the same for every handler), and
+/// no container is left.
+fn cri_apparmor_refused(h: &mut Harness) -> Result<()> {
+    pull(h, BUSYBOX)?;
+    let config = pod_config(h, "aa", json!({}))?;
+    let pod = run_pod(h, &config)?;
+    let checked = (|| {
+        let c = json!({
+            "metadata": {"name": "aa"},
+            "image": {"image": BUSYBOX},
+            "command": ["true"],
+            "linux": {"security_context": {"apparmor": {
+                "profile_type": 2, "localhost_ref": "lxcri-test-profile"}}},
+        });
+        let path = h.ctd.dir().join("aa.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&c)?)?;
+        let out = h.crictl(&["create", &pod, &path.display().to_string(), &config])?;
+        ensure!(
+            out.code != 0 && out.stderr.to_lowercase().contains("apparmor"),
+            "create with an AppArmor profile: {out}"
+        );
+        let left = h.crictl_ok(&["ps", "-a", "-q"])?;
+        ensure!(left.stdout.trim().is_empty(), "containers left: {left}");
         Ok(())
     })();
     let removed = remove_pod(h, &pod);
