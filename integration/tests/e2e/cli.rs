@@ -632,6 +632,60 @@ fn delete_force_half_created() {
     })());
 }
 
+/// SIGTERM ends a created (not started) container, as with runc: its waiting
+/// init exits with 128+15 (runc's Go init exits 2, a Go runtime artifact of
+/// being pid 1; the container stops either way), and SIGWINCH (default:
+/// ignore) does not end it.
+#[test]
+fn sigterm_ends_created() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let runc_root = env.dir.path().join("runc-root");
+        let dir = env.dir.path().to_path_buf();
+        let runc = |args: &[&str]| {
+            let mut cmd = std::process::Command::new("runc");
+            cmd.arg("--root").arg(&runc_root).args(args);
+            lxcri_integration::cli::run_files(&mut cmd, &dir, Duration::from_secs(30))
+        };
+        let ids = [env.id("term-lxcri"), env.id("term-runc")];
+        for (rt, id) in ["lxcri", "runc"].into_iter().zip(ids) {
+            let b = env.bundle(&format!("term-{rt}"), &["sleep", "30"], |_| {})?;
+            let pidfile = env.dir.path().join(format!("pid-{rt}"));
+            let create = [
+                "create",
+                "--bundle",
+                b.to_str().unwrap(),
+                "--pid-file",
+                pidfile.to_str().unwrap(),
+                &id,
+            ];
+            let cmd = |args: &[&str]| {
+                if rt == "lxcri" {
+                    env.lxcri(args)
+                } else {
+                    runc(args)
+                }
+            };
+            cmd(&create)?.ok()?;
+            let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+            cmd(&["kill", &id, "WINCH"])?.ok()?;
+            std::thread::sleep(Duration::from_millis(200));
+            let state: Value = serde_json::from_str(&cmd(&["state", &id])?.ok()?.stdout)?;
+            ensure!(state["status"] == "created", "{rt} after SIGWINCH: {state}");
+            cmd(&["kill", &id, "TERM"])?.ok()?;
+            let code = reaper.wait(pid, Duration::from_secs(10))?;
+            let want = if rt == "lxcri" { 143 } else { 2 };
+            ensure!(code == want, "{rt}: init exit status {code}, want {want}");
+            let state: Value = serde_json::from_str(&cmd(&["state", &id])?.ok()?.stdout)?;
+            ensure!(state["status"] == "stopped", "{rt} after SIGTERM: {state}");
+            cmd(&["delete", &id])?.ok()?;
+        }
+        drop(reaper);
+        env.finish()
+    })());
+}
+
 /// Reaps the exited children of this process that are not `lxcri` commands
 /// (orphans reparented to us, the subreaper), until dropped.
 struct OrphanReaper {

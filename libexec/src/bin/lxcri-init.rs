@@ -64,6 +64,9 @@ fn main() {
         fail(&format!("ready: {e}"));
     }
     // The barrier: wait for Start. End of file means the runtime deleted us.
+    // A signal meant to end the container ends it here too, as it ends
+    // runc's waiting init (a pid 1 without handlers would ignore it).
+    end_on_signals();
     let result_pipe = match ch.recv::<RuntimeMessage>() {
         Ok(Some(r)) => match (r.message, r.fds.into_iter().next()) {
             (RuntimeMessage::Start, Some(fd)) => fd,
@@ -85,6 +88,46 @@ fn main() {
     let (code, message) = lxcri_libexec::process::become_process(&spec.process);
     report(result_pipe, &message);
     exit(code)
+}
+
+/// The signals whose default action ends a process (SIGPIPE aside: a closed
+/// channel is an error we report).
+const ENDING_SIGNALS: &[libc::c_int] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGABRT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGPOLL,
+    libc::SIGPWR,
+];
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// Until the exec, an ending signal makes the init exit with 128+signal (the
+/// status runc's shim reports for its killed init). execve resets caught
+/// signals to their defaults, so the OCI process is not affected.
+fn end_on_signals() {
+    for &sig in ENDING_SIGNALS {
+        // SAFETY: installing a handler that only calls _exit; the sigaction
+        // struct is fully initialised.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = exit_on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
 }
 
 /// The CLI's create ends the LXC monitor once the init is at the barrier, so that
