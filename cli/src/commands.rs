@@ -181,9 +181,6 @@ fn create(
     if opts.no_pivot {
         log::warn!("--no-pivot: ignored, liblxc always uses pivot_root");
     }
-    if opts.no_new_keyring {
-        log::warn!("--no-new-keyring: ignored, liblxc's session keyring setting applies");
-    }
     let _lock = Lock::acquire(&cli.root, id)?;
     if cli.root.join(id).exists() {
         bail!("container with id exists: {id}");
@@ -202,7 +199,9 @@ fn create(
         }
         _ => {}
     }
-    let cfg = runtime_config(cli);
+    let mut cfg = runtime_config(cli);
+    // As runc: no new session keyring; the container keeps the caller's.
+    cfg.no_new_keyring = opts.no_new_keyring;
     let pending = pending_state(&cfg, id, &bundle, &spec)?;
     let pending_file = pending_path(&cli.root, id);
     write_atomic(&pending_file, &serde_json::to_vec(&pending)?)?;

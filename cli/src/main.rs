@@ -127,7 +127,7 @@ pub struct CreateOpts {
     /// Accepted for runc compatibility; liblxc always uses pivot_root.
     #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Accepted for runc compatibility; liblxc's default session keyring applies.
+    /// No new session keyring for the container (it keeps the caller's), as runc.
     #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
     /// Extra fds to pass to the container (only 0 is supported).
