@@ -22,6 +22,7 @@ mod image;
 mod leak_checker;
 mod lifecycle;
 mod nerdctl;
+mod nerdctl_net;
 mod options;
 mod podman;
 mod restart;
