@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cgroups;
+mod cgroups_v2_unified;
 mod cli;
 mod cri;
 mod cri_lifecycle;
