@@ -34,11 +34,11 @@ fn unified_cgroup(pid: i32) -> Result<PathBuf> {
     Ok(PathBuf::from(path.trim_start_matches('/')))
 }
 
-/// cpuacct.usage (ns) of cgroup `rel` in the v1 cpuacct hierarchy.
+/// cpuacct.usage (ns) of cgroup `rel` in the host's v1 cpuacct hierarchy.
 fn cpuacct_usage(rel: &Path) -> Result<u64> {
-    let p = Path::new("/sys/fs/cgroup/cpu,cpuacct")
-        .join(rel)
-        .join("cpuacct.usage");
+    let hierarchies = runtime_core::cgroup::hierarchies();
+    let p = runtime_core::cgroup::file(&hierarchies, rel, "cpuacct.usage")
+        .with_context(|| format!("no cpuacct.usage for /{} in {hierarchies:?}", rel.display()))?;
     let s = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
     s.trim()
         .parse()
@@ -139,9 +139,14 @@ fn v2_stats_and_freeze(h: &mut Harness) -> Result<()> {
         );
         let thawed = usage_usec(&dir);
         thread::sleep(Duration::from_millis(500));
-        ensure!(
-            usage_usec(&dir) >= thawed + 100_000,
-            "no CPU time after the thaw"
+        let resumed = usage_usec(&dir);
+        ensure!(resumed >= thawed + 100_000, "no CPU time after the thaw");
+        eprintln!(
+            "v2 usage_usec per 500 ms: running +{}, frozen +{}, thawed +{}; \
+             v2 {after} µs vs v1 cpuacct {v1_usec} µs",
+            after - before,
+            still.saturating_sub(frozen),
+            resumed - thawed
         );
         Ok(())
     })();
