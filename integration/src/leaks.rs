@@ -48,6 +48,9 @@ pub struct Snapshot {
     cgroups: BTreeSet<PathBuf>,
     host_mounts: BTreeSet<String>,
     ns_mounts: BTreeSet<String>,
+    /// Named network namespaces (/run/netns) as containerd's mount
+    /// namespace sees them.
+    netns_files: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -58,6 +61,7 @@ impl Snapshot {
             cgroups: procfs::cgroup_dirs(),
             host_mounts,
             ns_mounts: procfs::mounts(&ctd.mountinfo())?,
+            netns_files: netns_files(ctd),
         })
     }
 
@@ -81,6 +85,11 @@ impl Snapshot {
             &procfs::mounts(&ctd.mountinfo()).unwrap_or_default(),
         ));
         leaks.extend(runtime_dir_leaks(ctd));
+        leaks.extend(new_lines(
+            "named netns in containerd's namespace",
+            &self.netns_files,
+            &netns_files(ctd),
+        ));
         if ctd.private_net {
             leaks.extend(network_leaks(ctd));
         }
@@ -161,6 +170,7 @@ impl Snapshot {
             cgroups: procfs::cgroup_dirs(),
             host_mounts: host_mounts()?,
             ns_mounts: BTreeSet::new(),
+            netns_files: BTreeSet::new(),
         })
     }
 
@@ -341,6 +351,17 @@ fn network_leaks(ctd: &Containerd) -> Vec<String> {
         }
     }
     leaks
+}
+
+/// The entries of /run/netns in containerd's mount namespace (where CRI
+/// binds its pods' network namespaces; the mounts themselves are in the
+/// mountinfo check).
+fn netns_files(ctd: &Containerd) -> BTreeSet<String> {
+    let dir = PathBuf::from(format!("/proc/{}/root/run/netns", ctd.pid()));
+    procfs::tree(&dir)
+        .into_iter()
+        .map(|p| format!("/run/netns/{}", p.display()))
+        .collect()
 }
 
 /// `ip -o link show type veth` in the daemon's network namespace.

@@ -46,9 +46,9 @@ fn leaks_are_reported_containerd_2() {
     leaks_are_reported(Version::V2).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// A private-network daemon: a veth, a libcni result cache and a host-local
-/// reservation left behind are reported (and nothing of it reaches the
-/// host's /var/lib/cni).
+/// A private-network daemon: a veth, a named network namespace, a libcni
+/// result cache and a host-local reservation left behind are reported (and
+/// the CNI state is not the host's /var/lib/cni).
 fn network_leaks_are_reported() -> Result<()> {
     let h = Harness::start_net(Runtime::Runc)?;
     let mut ip = h.ctd.in_net("ip");
@@ -63,6 +63,17 @@ fn network_leaks_are_reported() -> Result<()> {
         "lxe2e-leak1",
     ]);
     cmd::must(&mut ip)?;
+    let pid = h.ctd.pid().to_string();
+    cmd::must(Command::new("nsenter").args([
+        "-t",
+        &pid,
+        "-m",
+        "--",
+        "ip",
+        "netns",
+        "add",
+        "lxe2e-leak",
+    ]))?;
     let state = h.ctd.cni_state_dir();
     std::fs::create_dir_all(state.join("results"))?;
     std::fs::write(state.join("results/bridge-lxe2e-leak-eth0"), "{}")?;
@@ -74,12 +85,17 @@ fn network_leaks_are_reported() -> Result<()> {
         !std::path::Path::new("/var/lib/cni/networks/bridge/10.4.0.9").exists(),
         "the temp CNI state dir is the host's"
     );
-    let Err(err) = h.finish() else {
-        anyhow::bail!("finish() passed with a veth and CNI state left");
+    let finished = h.finish();
+    // The netns file is on the host's /run (a tmpfs); its bind mount died
+    // with containerd's mount namespace.
+    let _ = std::fs::remove_file("/run/netns/lxe2e-leak");
+    let Err(err) = finished else {
+        anyhow::bail!("finish() passed with a veth, a named netns and CNI state left");
     };
     let report = format!("{err:#}");
     for want in [
         "veth in containerd's netns: ",
+        "named netns in containerd's namespace: /run/netns/lxe2e-leak",
         "lxe2e-leak",
         "CNI result cache: bridge-lxe2e-leak-eth0",
         "host-local IPAM reservation: ",
