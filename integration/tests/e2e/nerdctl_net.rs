@@ -229,8 +229,9 @@ fn nerdctl_bridge_two_containers(h: &mut Harness) -> Result<()> {
 }
 
 /// `-p HOST_PORT:8080`: the page is served on the published port of the
-/// daemon's namespace (the "host" of the containers), through portmap's
-/// DNAT; after `rm -f` the port is closed again.
+/// daemon's namespace (the "host" of the containers: its bridge address and
+/// 127.0.0.1), through portmap's DNAT; after `rm -f` the port is closed
+/// again and portmap's rules are gone.
 fn nerdctl_bridge_publish(h: &mut Harness) -> Result<()> {
     let server = httpd("published");
     let server: Vec<&str> = server.iter().map(String::as_str).collect();
@@ -246,6 +247,10 @@ fn nerdctl_bridge_publish(h: &mut Harness) -> Result<()> {
         );
         let out = fetch(h, &gateway_url)?;
         expect(&out, 0, "published\n").context(gateway_url.clone())?;
+        // Loopback too (portmap's SNAT with route_localnet on the bridge).
+        let local = format!("http://127.0.0.1:{HOST_PORT}/");
+        let out = fetch(h, &local)?;
+        expect(&out, 0, "published\n").context(local)?;
         Ok(())
     })?;
     let out = fetch(h, &gateway_url)?;
