@@ -52,6 +52,14 @@ pub const CRI_DEFAULT_HANDLER: &str = "lxcri";
 /// The shared host dir that the private namespace covers with a bind mount.
 const RUN_CONTAINERD: &str = "/run/containerd";
 
+/// libcni's default state dir (result cache, host-local IPAM without a
+/// `dataDir`); a private-network daemon's mount namespace has the temp
+/// dir's [`CNI_STATE`] bound over it.
+const VAR_LIB_CNI: &str = "/var/lib/cni";
+
+/// The temp dir's stand-in for [`VAR_LIB_CNI`].
+const CNI_STATE: &str = "var-lib-cni";
+
 /// Which containerd the test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -321,6 +329,16 @@ impl Containerd {
         Self::start_inner(version, true, true, "")
     }
 
+    /// Starts containerd (without CRI) in its own network namespace with
+    /// loopback up: for nerdctl's bridge networks, whose CNI plugins (run
+    /// by nerdctl's createRuntime hook from the shim) create bridges,
+    /// veths and iptables rules in the daemon's network namespace, never
+    /// the host's. nerdctl then runs in that namespace too
+    /// ([`Containerd::nerdctl_command`]).
+    pub fn start_net(version: Version) -> Result<Self> {
+        Self::start_inner(version, false, true, "")
+    }
+
     fn start_inner(version: Version, cri: bool, net: bool, extra: &str) -> Result<Self> {
         check_binaries(version, cri)?;
         let dir = tempfile::Builder::new().prefix("lxcri-e2e-").tempdir()?;
@@ -332,6 +350,9 @@ impl Containerd {
             fs::write(dir.path().join("crictl.yaml"), crictl_config(dir.path()))?;
         }
         if net {
+            fs::create_dir_all(dir.path().join(CNI_STATE))?;
+        }
+        if cri && net {
             fs::create_dir_all(dir.path().join("cni/ipam"))?;
             fs::write(
                 dir.path().join("cni/net.d/10-lxcri-e2e.conflist"),
@@ -427,9 +448,20 @@ impl Containerd {
         cmd
     }
 
+    /// What a private-network daemon's mount namespace sees at
+    /// /var/lib/cni (see `spawn_daemon`): libcni's result cache
+    /// (`results/`) and host-local IPAM state of networks without their own
+    /// `dataDir` (`networks/<name>/`, e.g. nerdctl's default `bridge`).
+    pub fn cni_state_dir(&self) -> PathBuf {
+        self.dir().join(CNI_STATE)
+    }
+
     /// nerdctl's own directories under the test's temp dir: `data`
-    /// (--data-root: container metadata, logs, name store), `cni/bin` and
-    /// `cni/net.d` (empty: containers run with --net none).
+    /// (--data-root: container metadata, logs, name store, hosts store)
+    /// and `cni/net.d` (--cni-netconfpath: empty until nerdctl writes its
+    /// default `bridge` network there), and `cni/bin` (empty: the
+    /// --cni-path of a daemon without its own network namespace, whose
+    /// containers run with --net none).
     pub fn nerdctl_dir(&self) -> PathBuf {
         self.dir().join("nerdctl")
     }
@@ -437,8 +469,12 @@ impl Containerd {
     /// `nerdctl args...` in the daemon's mount namespace (it uses
     /// /run/containerd like ctr, and its OCI hooks and logging binary run
     /// from the shim), talking to our socket in namespace `default`, with
-    /// its data root, CNI dirs and (absent) config file in the temp dir.
-    /// Fails loudly when nerdctl is not built or the daemon is not 2.x.
+    /// its data root, CNI conf dir and (absent) config file in the temp
+    /// dir. With a private-network daemon ([`Containerd::start_net`]) it
+    /// runs in the daemon's network namespace too and its --cni-path is
+    /// Debian's plugins ([`CNI_BIN_DIR`]); otherwise the CNI bin dir is
+    /// empty. Fails loudly when nerdctl is not built or the daemon is not
+    /// 2.x.
     pub fn nerdctl_command(&self, args: &[&str]) -> Result<Command> {
         if self.version != Version::V2 {
             bail!(
@@ -453,11 +489,17 @@ impl Containerd {
         for sub in ["data", "cni/bin", "cni/net.d"] {
             fs::create_dir_all(dir.join(sub))?;
         }
+        let cni_bin = if self.private_net {
+            PathBuf::from(CNI_BIN_DIR)
+        } else {
+            dir.join("cni/bin")
+        };
         let mut cmd = Command::new("nsenter");
-        cmd.arg("-t")
-            .arg(self.pid.to_string())
-            .arg("-m")
-            .arg("--")
+        cmd.arg("-t").arg(self.pid.to_string()).arg("-m");
+        if self.private_net {
+            cmd.arg("-n");
+        }
+        cmd.arg("--")
             .arg(NERDCTL)
             .arg("--address")
             .arg(self.address())
@@ -465,7 +507,7 @@ impl Containerd {
             .arg("--data-root")
             .arg(dir.join("data"))
             .arg("--cni-path")
-            .arg(dir.join("cni/bin"))
+            .arg(cni_bin)
             .arg("--cni-netconfpath")
             .arg(dir.join("cni/net.d"))
             .args(args)
@@ -734,16 +776,25 @@ fn ensure_mount_point() -> Result<bool> {
 }
 
 /// unshare a private mount namespace (and with `net` a network namespace,
-/// loopback up), bind the temp run dir over /run/containerd, exec
-/// containerd (so the child pid is the daemon).
+/// loopback up, and the temp dir's CNI state dir bound over /var/lib/cni, so
+/// that CNI plugins run from the daemon, its shims and hooks never write
+/// the host's), bind the temp run dir over /run/containerd, exec containerd
+/// (so the child pid is the daemon).
 fn spawn_daemon(version: Version, dir: &Path, net: bool) -> Result<Child> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("containerd.log"))?;
+    let net_setup = if net {
+        format!(
+            "ip link set lo up && mkdir -p {VAR_LIB_CNI} && mount --bind '{}' {VAR_LIB_CNI} && ",
+            dir.join(CNI_STATE).display()
+        )
+    } else {
+        String::new()
+    };
     let script = format!(
-        "{lo}mount --bind '{run}' {RUN_CONTAINERD} && exec '{bin}' --config '{dir}/config.toml'",
-        lo = if net { "ip link set lo up && " } else { "" },
+        "{net_setup}mount --bind '{run}' {RUN_CONTAINERD} && exec '{bin}' --config '{dir}/config.toml'",
         run = dir.join("run").display(),
         bin = version.containerd().display(),
         dir = dir.display(),

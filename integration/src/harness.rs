@@ -108,6 +108,12 @@ impl Harness {
         })
     }
 
+    /// Starts containerd 2.x without CRI in a private network namespace
+    /// ([`Containerd::start_net`]), for nerdctl's bridge networks.
+    pub fn start_net(runtime: Runtime) -> Result<Self> {
+        Self::start_daemon(runtime, || Containerd::start_net(Version::V2))
+    }
+
     /// The busybox rootfs directory (for `ctr run --rootfs`).
     pub fn rootfs(&self) -> String {
         self.rootfs.display().to_string()
@@ -328,6 +334,19 @@ pub fn run_cri_net_scenario(runtime: Runtime, scenario: impl FnOnce(&mut Harness
     if let Err(err) = result {
         panic!(
             "containerd 2.x (CRI, pod network) / {}: {err:#}",
+            runtime.name()
+        );
+    }
+}
+
+/// Like [`run_scenario`] against containerd 2.x in a private network
+/// namespace ([`Harness::start_net`]); the leak check then also looks for
+/// veths and CNI state left in it.
+pub fn run_net_scenario(runtime: Runtime, scenario: impl FnOnce(&mut Harness) -> Result<()>) {
+    let result = Harness::start_net(runtime).and_then(|h| run_and_check(h, scenario));
+    if let Err(err) = result {
+        panic!(
+            "containerd 2.x (private network) / {}: {err:#}",
             runtime.name()
         );
     }

@@ -48,6 +48,9 @@ pub struct Snapshot {
     cgroups: BTreeSet<PathBuf>,
     host_mounts: BTreeSet<String>,
     ns_mounts: BTreeSet<String>,
+    /// Named network namespaces (/run/netns) as containerd's mount
+    /// namespace sees them.
+    netns_files: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -58,6 +61,7 @@ impl Snapshot {
             cgroups: procfs::cgroup_dirs(),
             host_mounts,
             ns_mounts: procfs::mounts(&ctd.mountinfo())?,
+            netns_files: netns_files(ctd),
         })
     }
 
@@ -81,6 +85,14 @@ impl Snapshot {
             &procfs::mounts(&ctd.mountinfo()).unwrap_or_default(),
         ));
         leaks.extend(runtime_dir_leaks(ctd));
+        leaks.extend(new_lines(
+            "named netns in containerd's namespace",
+            &self.netns_files,
+            &netns_files(ctd),
+        ));
+        if ctd.private_net {
+            leaks.extend(network_leaks(ctd));
+        }
         leaks
     }
 
@@ -158,6 +170,7 @@ impl Snapshot {
             cgroups: procfs::cgroup_dirs(),
             host_mounts: host_mounts()?,
             ns_mounts: BTreeSet::new(),
+            netns_files: BTreeSet::new(),
         })
     }
 
@@ -300,6 +313,71 @@ fn runtime_dir_leaks(ctd: &Containerd) -> Vec<String> {
         }
     }
     leaks
+}
+
+/// What containers leave in a private-network daemon's network namespace
+/// and CNI state once they are gone (their CNI DEL ran):
+/// - veth interfaces (the host ends of container interfaces);
+/// - libcni's cached results (`<cni state>/results/<net>-<id>-<ifname>`);
+/// - host-local IPAM reservations (a file named by the address) in
+///   `<cni state>/networks/<net>/` (nerdctl's networks) and
+///   `<dir>/cni/ipam/<net>/` (the CRI daemon's conflist); `lock` and
+///   `last_reserved_ip.N` stay by design.
+fn network_leaks(ctd: &Containerd) -> Vec<String> {
+    let mut leaks = Vec::new();
+    match veths(ctd) {
+        Ok(v) => leaks.extend(
+            v.into_iter()
+                .map(|l| format!("veth in containerd's netns: {l}")),
+        ),
+        Err(e) => leaks.push(format!("cannot list veths: {e:#}")),
+    }
+    let state = ctd.cni_state_dir();
+    for entry in procfs::tree(&state.join("results")) {
+        leaks.push(format!("CNI result cache: {}", entry.display()));
+    }
+    for ipam in [state.join("networks"), ctd.dir().join("cni/ipam")] {
+        for entry in procfs::tree(&ipam) {
+            let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let reservation = entry.components().count() == 2
+                && name != "lock"
+                && !name.starts_with("last_reserved_ip.");
+            if reservation {
+                leaks.push(format!(
+                    "host-local IPAM reservation: {}",
+                    ipam.join(&entry).display()
+                ));
+            }
+        }
+    }
+    leaks
+}
+
+/// The entries of /run/netns in containerd's mount namespace (where CRI
+/// binds its pods' network namespaces; the mounts themselves are in the
+/// mountinfo check).
+fn netns_files(ctd: &Containerd) -> BTreeSet<String> {
+    let dir = PathBuf::from(format!("/proc/{}/root/run/netns", ctd.pid()));
+    procfs::tree(&dir)
+        .into_iter()
+        .map(|p| format!("/run/netns/{}", p.display()))
+        .collect()
+}
+
+/// `ip -o link show type veth` in the daemon's network namespace.
+pub fn veths(ctd: &Containerd) -> Result<Vec<String>> {
+    let mut cmd = ctd.in_net("ip");
+    cmd.args(["-o", "link", "show", "type", "veth"]);
+    let out = crate::cmd::run(&mut cmd, None, Duration::from_secs(10))?;
+    if out.code != 0 {
+        bail!("ip link: {out}");
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect())
 }
 
 fn is_empty_dir(path: &Path) -> bool {

@@ -16,5 +16,6 @@ pub mod rootfs;
 pub use cmd::Output;
 pub use containerd::{Containerd, Version};
 pub use harness::{
-    run_cri_net_scenario, run_cri_scenario, run_scenario, try_scenario, Harness, Runtime,
+    run_cri_net_scenario, run_cri_scenario, run_net_scenario, run_scenario, try_scenario, Harness,
+    Runtime,
 };

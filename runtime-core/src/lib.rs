@@ -8,6 +8,7 @@ pub mod error;
 pub mod features;
 pub mod lxcconf;
 pub mod spec;
+pub mod stats;
 pub mod sys;
 
 pub use container::{

@@ -1,97 +1,71 @@
-//! cgroup v1 metrics (`io.containerd.cgroups.v1.Metrics`) built from the
-//! container's cgroup files, as the Go runc shim reports them.
-
-use std::collections::HashMap;
+//! containerd's Metrics protos (`io.containerd.cgroups.v1.Metrics` and
+//! `io.containerd.cgroups.v2.Metrics`, as the Go runc shim reports them)
+//! built from the cgroup statistics that runtime-core reads
+//! (`runtime_core::stats`).
 
 use containerd_shim::protos::cgroups::metrics::{
     BlkIOEntry, BlkIOStat, CPUStat, CPUUsage, MemoryEntry, MemoryOomControl, MemoryStat, Metrics,
     PidsStat, Throttle,
 };
 use containerd_shim::protos::cgroups_v2::metrics as v2m;
+use runtime_core::stats::{self, BlkioEntry, V1Stats, V2Stats};
+use std::collections::BTreeMap;
 
 /// The type URLs containerd decodes metrics by.
 pub const V1_METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
 pub const V2_METRICS_TYPE: &str = "io.containerd.cgroups.v2.Metrics";
 
-/// USER_HZ: cpuacct.stat counts in these ticks.
-const CLOCK_TICKS: u64 = 100;
-
-fn num(s: &str) -> u64 {
-    s.trim().parse().unwrap_or(0)
+/// A key of a flat-keyed file (0 when absent).
+fn key(map: &BTreeMap<String, u64>, k: &str) -> u64 {
+    map.get(k).copied().unwrap_or(0)
 }
 
-/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat, memory.oom_control).
-fn kv(text: &str) -> HashMap<String, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), num(v)))
-        })
-        .collect()
-}
-
-fn memory_entry(read: &dyn Fn(&str) -> Option<String>, prefix: &str) -> Option<MemoryEntry> {
-    let usage = read(&format!("{prefix}.usage_in_bytes"))?;
-    Some(MemoryEntry {
-        usage: num(&usage),
-        limit: read(&format!("{prefix}.limit_in_bytes")).map_or(0, |s| num(&s)),
-        max: read(&format!("{prefix}.max_usage_in_bytes")).map_or(0, |s| num(&s)),
-        failcnt: read(&format!("{prefix}.failcnt")).map_or(0, |s| num(&s)),
+fn memory_entry(e: &stats::MemoryEntry) -> MemoryEntry {
+    MemoryEntry {
+        usage: e.usage,
+        limit: e.limit,
+        max: e.max,
+        failcnt: e.failcnt,
         ..Default::default()
-    })
+    }
 }
 
-fn blkio(text: &str) -> Vec<BlkIOEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() != 3 {
-                return None;
-            }
-            let (major, minor) = f[0].split_once(':')?;
-            Some(BlkIOEntry {
-                op: f[1].to_string(),
-                major: num(major),
-                minor: num(minor),
-                value: num(f[2]),
-                ..Default::default()
-            })
+fn blkio(entries: &[BlkioEntry]) -> Vec<BlkIOEntry> {
+    entries
+        .iter()
+        .map(|e| BlkIOEntry {
+            op: e.op.clone(),
+            major: e.major,
+            minor: e.minor,
+            value: e.value,
+            ..Default::default()
         })
         .collect()
 }
 
-/// Build the metrics; `read(name)` returns the content of the cgroup file `name`
-/// of the container (from whichever hierarchy has it).
-pub fn v1(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
+/// cgroup v1 metrics; an unlimited pids.max is 0, as containerd reports it.
+pub fn v1(s: &V1Stats) -> Metrics {
     let mut m = Metrics::new();
-    if let Some(current) = read("pids.current") {
-        let limit = read("pids.max").map_or(0, |s| num(&s));
+    if let Some(p) = &s.pids {
         m.pids = Some(PidsStat {
-            current: num(&current),
-            limit,
+            current: p.current,
+            limit: p.limit.unwrap_or(0),
             ..Default::default()
         })
         .into();
     }
-    if let Some(total) = read("cpuacct.usage") {
-        let stat = kv(&read("cpuacct.stat").unwrap_or_default());
-        let ns = |ticks: u64| ticks * 1_000_000_000 / CLOCK_TICKS;
+    if let Some(c) = &s.cpu {
         let usage = CPUUsage {
-            total: num(&total),
-            user: ns(stat.get("user").copied().unwrap_or(0)),
-            kernel: ns(stat.get("system").copied().unwrap_or(0)),
-            per_cpu: read("cpuacct.usage_percpu")
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(num)
-                .collect(),
+            total: c.total,
+            user: c.user,
+            kernel: c.kernel,
+            per_cpu: c.per_cpu.clone(),
             ..Default::default()
         };
-        let t = kv(&read("cpu.stat").unwrap_or_default());
         let throttling = Throttle {
-            periods: t.get("nr_periods").copied().unwrap_or(0),
-            throttled_periods: t.get("nr_throttled").copied().unwrap_or(0),
-            throttled_time: t.get("throttled_time").copied().unwrap_or(0),
+            periods: c.periods,
+            throttled_periods: c.throttled_periods,
+            throttled_time: c.throttled_time,
             ..Default::default()
         };
         m.cpu = Some(CPUStat {
@@ -101,9 +75,8 @@ pub fn v1(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
         })
         .into();
     }
-    if let Some(usage) = memory_entry(read, "memory") {
-        let s = kv(&read("memory.stat").unwrap_or_default());
-        let g = |k: &str| s.get(k).copied().unwrap_or(0);
+    if let Some(mem) = &s.memory {
+        let g = |k: &str| key(&mem.stat, k);
         m.memory = Some(MemoryStat {
             cache: g("cache"),
             rss: g("rss"),
@@ -137,30 +110,27 @@ pub fn v1(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
             total_inactive_file: g("total_inactive_file"),
             total_active_file: g("total_active_file"),
             total_unevictable: g("total_unevictable"),
-            usage: Some(usage).into(),
-            swap: memory_entry(read, "memory.memsw").into(),
-            kernel: memory_entry(read, "memory.kmem").into(),
-            kernel_tcp: memory_entry(read, "memory.kmem.tcp").into(),
+            usage: Some(memory_entry(&mem.usage)).into(),
+            swap: mem.swap.as_ref().map(memory_entry).into(),
+            kernel: mem.kernel.as_ref().map(memory_entry).into(),
+            kernel_tcp: mem.kernel_tcp.as_ref().map(memory_entry).into(),
             ..Default::default()
         })
         .into();
-        if let Some(oom) = read("memory.oom_control") {
-            let o = kv(&oom);
+        if let Some(o) = &mem.oom_control {
             m.memory_oom_control = Some(MemoryOomControl {
-                oom_kill_disable: o.get("oom_kill_disable").copied().unwrap_or(0),
-                under_oom: o.get("under_oom").copied().unwrap_or(0),
-                oom_kill: o.get("oom_kill").copied().unwrap_or(0),
+                oom_kill_disable: key(o, "oom_kill_disable"),
+                under_oom: key(o, "under_oom"),
+                oom_kill: key(o, "oom_kill"),
                 ..Default::default()
             })
             .into();
         }
     }
-    if let Some(bytes) = read("blkio.throttle.io_service_bytes_recursive") {
+    if let Some(b) = &s.blkio {
         m.blkio = Some(BlkIOStat {
-            io_service_bytes_recursive: blkio(&bytes),
-            io_serviced_recursive: blkio(
-                &read("blkio.throttle.io_serviced_recursive").unwrap_or_default(),
-            ),
+            io_service_bytes_recursive: blkio(&b.io_service_bytes_recursive),
+            io_serviced_recursive: blkio(&b.io_serviced_recursive),
             ..Default::default()
         })
         .into();
@@ -168,30 +138,19 @@ pub fn v1(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
     m
 }
 
-/// A cgroup v2 limit file: "max" is 0 (unlimited), as containerd reports it.
-fn limit(s: &str) -> u64 {
-    if s.trim() == "max" {
-        0
-    } else {
-        num(s)
-    }
-}
-
-/// Build cgroup v2 metrics (`io.containerd.cgroups.v2.Metrics`) from the files of
-/// the container's unified cgroup.
-pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> v2m::Metrics {
+/// cgroup v2 metrics; "max" limits are 0, as containerd reports them.
+pub fn v2(s: &V2Stats) -> v2m::Metrics {
     let mut m = v2m::Metrics::new();
-    if let Some(current) = read("pids.current") {
+    if let Some(p) = &s.pids {
         m.pids = Some(v2m::PidsStat {
-            current: num(&current),
-            limit: read("pids.max").map_or(0, |s| limit(&s)),
+            current: p.current,
+            limit: p.limit.unwrap_or(0),
             ..Default::default()
         })
         .into();
     }
-    if let Some(stat) = read("cpu.stat") {
-        let c = kv(&stat);
-        let g = |k: &str| c.get(k).copied().unwrap_or(0);
+    if s.cpu.is_some() {
+        let g = |k: &str| s.cpu_stat(k);
         m.cpu = Some(v2m::CPUStat {
             usage_usec: g("usage_usec"),
             user_usec: g("user_usec"),
@@ -205,9 +164,8 @@ pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> v2m::Metrics {
         })
         .into();
     }
-    if let Some(current) = read("memory.current") {
-        let st = kv(&read("memory.stat").unwrap_or_default());
-        let g = |k: &str| st.get(k).copied().unwrap_or(0);
+    if let Some(mem) = &s.memory {
+        let g = |k: &str| key(&mem.stat, k);
         m.memory = Some(v2m::MemoryStat {
             anon: g("anon"),
             file: g("file"),
@@ -240,17 +198,16 @@ pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> v2m::Metrics {
             pglazyfreed: g("pglazyfreed"),
             thp_fault_alloc: g("thp_fault_alloc"),
             thp_collapse_alloc: g("thp_collapse_alloc"),
-            usage: num(&current),
-            usage_limit: read("memory.max").map_or(0, |s| limit(&s)),
-            max_usage: read("memory.peak").map_or(0, |s| num(&s)),
-            swap_usage: read("memory.swap.current").map_or(0, |s| num(&s)),
-            swap_limit: read("memory.swap.max").map_or(0, |s| limit(&s)),
+            usage: mem.usage,
+            usage_limit: mem.limit.unwrap_or(0),
+            max_usage: mem.peak,
+            swap_usage: mem.swap_usage,
+            swap_limit: mem.swap_limit.unwrap_or(0),
             ..Default::default()
         })
         .into();
-        if let Some(events) = read("memory.events") {
-            let e = kv(&events);
-            let g = |k: &str| e.get(k).copied().unwrap_or(0);
+        if let Some(e) = &mem.events {
+            let g = |k: &str| key(e, k);
             m.memory_events = Some(v2m::MemoryEvents {
                 low: g("low"),
                 high: g("high"),
@@ -263,26 +220,17 @@ pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> v2m::Metrics {
             .into();
         }
     }
-    if let Some(io) = read("io.stat") {
+    if let Some(io) = &s.io {
         let usage = io
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let (major, minor) = f.next()?.split_once(':')?;
-                let kv: HashMap<&str, u64> = f
-                    .filter_map(|p| p.split_once('='))
-                    .map(|(k, v)| (k, num(v)))
-                    .collect();
-                let g = |k: &str| kv.get(k).copied().unwrap_or(0);
-                Some(v2m::IOEntry {
-                    major: num(major),
-                    minor: num(minor),
-                    rbytes: g("rbytes"),
-                    wbytes: g("wbytes"),
-                    rios: g("rios"),
-                    wios: g("wios"),
-                    ..Default::default()
-                })
+            .iter()
+            .map(|e| v2m::IOEntry {
+                major: e.major,
+                minor: e.minor,
+                rbytes: e.rbytes,
+                wbytes: e.wbytes,
+                rios: e.rios,
+                wios: e.wios,
+                ..Default::default()
             })
             .collect();
         m.io = Some(v2m::IOStat {
@@ -297,45 +245,11 @@ pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> v2m::Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(files: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = files
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use runtime_core::stats::fixtures::{fixture, V1_FIXTURE, V2_FIXTURE};
 
     #[test]
     fn v1_fixture_tree() {
-        let read = fixture(&[
-            ("pids.current", "3\n"),
-            ("pids.max", "100\n"),
-            ("cpuacct.usage", "123456789\n"),
-            ("cpuacct.usage_percpu", "100000000 23456789 \n"),
-            ("cpuacct.stat", "user 5\nsystem 7\n"),
-            (
-                "cpu.stat",
-                "nr_periods 10\nnr_throttled 2\nthrottled_time 3000\n",
-            ),
-            ("memory.usage_in_bytes", "4096000\n"),
-            ("memory.limit_in_bytes", "67108864\n"),
-            ("memory.max_usage_in_bytes", "5000000\n"),
-            ("memory.failcnt", "1\n"),
-            (
-                "memory.stat",
-                "cache 100\nrss 200\ntotal_rss 300\npgfault 9\n",
-            ),
-            (
-                "memory.oom_control",
-                "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-            ),
-            (
-                "blkio.throttle.io_service_bytes_recursive",
-                "8:0 Read 4096\n8:0 Write 8192\nTotal 12288\n",
-            ),
-        ]);
-        let m = v1(&read);
+        let m = v1(&stats::v1(&fixture(V1_FIXTURE)));
         assert_eq!((m.pids.current, m.pids.limit), (3, 100));
         assert_eq!(m.cpu.usage.total, 123456789);
         assert_eq!(m.cpu.usage.per_cpu, vec![100000000, 23456789]);
@@ -349,6 +263,7 @@ mod tests {
             (100, 200, 300)
         );
         assert_eq!(m.memory.pg_fault, 9);
+        assert!(m.memory.swap.is_none());
         assert_eq!(m.memory_oom_control.oom_kill, 2);
         assert_eq!(m.blkio.io_service_bytes_recursive.len(), 2);
         assert_eq!(m.blkio.io_service_bytes_recursive[1].op, "Write");
@@ -357,21 +272,12 @@ mod tests {
 
     #[test]
     fn v2_fixture_tree() {
-        let read = fixture(&[
-            ("pids.current", "4\n"),
-            ("pids.max", "max\n"),
-            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 3\nnr_throttled 1\nthrottled_usec 20\n"),
-            ("memory.current", "1048576\n"),
-            ("memory.max", "67108864\n"),
-            ("memory.stat", "anon 4096\nfile 8192\npgfault 7\n"),
-            ("memory.events", "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n"),
-            ("io.stat", "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n"),
-        ]);
-        let m = v2(&read);
+        let m = v2(&stats::v2(&fixture(V2_FIXTURE)));
         assert_eq!((m.pids.current, m.pids.limit), (4, 0));
         assert_eq!(m.cpu.usage_usec, 1500);
         assert_eq!(m.cpu.nr_throttled, 1);
         assert_eq!((m.memory.usage, m.memory.usage_limit), (1048576, 67108864));
+        assert_eq!((m.memory.max_usage, m.memory.swap_limit), (2097152, 0));
         assert_eq!(
             (m.memory.anon, m.memory.file, m.memory.pgfault),
             (4096, 8192, 7)
@@ -383,7 +289,9 @@ mod tests {
 
     #[test]
     fn missing_controllers_are_absent() {
-        let m = v1(&fixture(&[]));
+        let m = v1(&stats::v1(&fixture(&[])));
+        assert!(m.cpu.is_none() && m.memory.is_none() && m.pids.is_none());
+        let m = v2(&stats::v2(&fixture(&[])));
         assert!(m.cpu.is_none() && m.memory.is_none() && m.pids.is_none());
     }
 }

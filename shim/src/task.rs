@@ -793,19 +793,15 @@ impl TaskService {
         let c = self.container_for(&req.id, Op::Stats).await?;
         let (type_url, value) = blocking(move || {
             let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
-            let (h, rel) = (&c.state.hierarchies, &c.state.cgroup);
-            let read = |name: &str| {
-                runtime_core::cgroup::file(h, rel, name)
-                    .and_then(|p| std::fs::read_to_string(p).ok())
-            };
-            let encoded = match layout {
-                runtime_core::cgroup::Layout::V1 => (
+            let stats = runtime_core::stats::read(layout, &c.state.hierarchies, &c.state.cgroup);
+            let encoded = match &stats {
+                runtime_core::stats::Stats::V1(s) => (
                     crate::metrics::V1_METRICS_TYPE,
-                    crate::metrics::v1(&read).write_to_bytes(),
+                    crate::metrics::v1(s).write_to_bytes(),
                 ),
-                runtime_core::cgroup::Layout::V2 => (
+                runtime_core::stats::Stats::V2(s) => (
                     crate::metrics::V2_METRICS_TYPE,
-                    crate::metrics::v2(&read).write_to_bytes(),
+                    crate::metrics::v2(s).write_to_bytes(),
                 ),
             };
             match encoded {

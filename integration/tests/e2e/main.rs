@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cgroups;
+mod cgroups_v2_unified;
 mod cli;
 mod cri;
 mod cri_lifecycle;
@@ -22,6 +23,7 @@ mod image;
 mod leak_checker;
 mod lifecycle;
 mod nerdctl;
+mod nerdctl_net;
 mod options;
 mod podman;
 mod restart;

@@ -37,7 +37,7 @@ matrix_v2!(
 const NET: &str = "none";
 
 /// `nerdctl load -i` of the harness's busybox tarball; returns the image.
-fn load(h: &mut Harness) -> Result<&'static str> {
+pub(crate) fn load(h: &mut Harness) -> Result<&'static str> {
     let tarball = h.busybox_tarball()?.display().to_string();
     let out = h.nerdctl_ok(&["load", "-i", &tarball])?;
     ensure!(
@@ -51,7 +51,18 @@ fn load(h: &mut Harness) -> Result<&'static str> {
 /// [opts] IMAGE cmd...`; `opts` carry -d, --rm, -it. Tracks the container
 /// id for the leak check. Returns the name and nerdctl's output.
 fn run(h: &mut Harness, name: &str, opts: &[&str], cmd: &[&str]) -> Result<(String, Output)> {
-    let args = run_args(h, name, opts, cmd)?;
+    run_on(h, NET, name, opts, cmd)
+}
+
+/// Like [`run`] on network `net` (`--net net`).
+pub(crate) fn run_on(
+    h: &mut Harness,
+    net: &str,
+    name: &str,
+    opts: &[&str],
+    cmd: &[&str],
+) -> Result<(String, Output)> {
+    let args = run_args_on(h, net, name, opts, cmd)?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.nerdctl(&args)?;
     track_cid(h, name)?;
@@ -59,6 +70,16 @@ fn run(h: &mut Harness, name: &str, opts: &[&str], cmd: &[&str]) -> Result<(Stri
 }
 
 fn run_args(h: &mut Harness, name: &str, opts: &[&str], cmd: &[&str]) -> Result<Vec<String>> {
+    run_args_on(h, NET, name, opts, cmd)
+}
+
+fn run_args_on(
+    h: &mut Harness,
+    net: &str,
+    name: &str,
+    opts: &[&str],
+    cmd: &[&str],
+) -> Result<Vec<String>> {
     let image = load(h)?;
     let full = h.id(name);
     let cidfile = cidfile(h, name);
@@ -67,7 +88,7 @@ fn run_args(h: &mut Harness, name: &str, opts: &[&str], cmd: &[&str]) -> Result<
         "--runtime",
         h.runtime.name(),
         "--net",
-        NET,
+        net,
         "--name",
         &full,
         "--cidfile",
@@ -114,7 +135,20 @@ fn with_detached(
     cmd: &[&str],
     f: impl FnOnce(&mut Harness, &str) -> Result<()>,
 ) -> Result<()> {
-    let (name, out) = run(h, name, &["-d"], cmd)?;
+    with_detached_on(h, NET, name, &[], cmd, f)
+}
+
+/// Like [`with_detached`] on network `net`, with more `opts` for run.
+pub(crate) fn with_detached_on(
+    h: &mut Harness,
+    net: &str,
+    name: &str,
+    opts: &[&str],
+    cmd: &[&str],
+    f: impl FnOnce(&mut Harness, &str) -> Result<()>,
+) -> Result<()> {
+    let opts: Vec<&str> = ["-d"].iter().chain(opts).copied().collect();
+    let (name, out) = run_on(h, net, name, &opts, cmd)?;
     ensure!(out.code == 0, "nerdctl run -d: {out}");
     let result = wait_state(h, &name, "running").and_then(|_| f(h, &name));
     let cleanup = remove(h, &name);
@@ -122,7 +156,7 @@ fn with_detached(
 }
 
 /// `nerdctl rm -f NAME`, then it must be gone from `ps -a` and containerd.
-fn remove(h: &Harness, name: &str) -> Result<()> {
+pub(crate) fn remove(h: &Harness, name: &str) -> Result<()> {
     h.nerdctl_ok(&["rm", "-f", name])?;
     ensure!(!listed(h, name)?, "{name} still in nerdctl ps -a");
     let ctr = h.ctr_ok(&["container", "ls", "-q"])?;
@@ -133,13 +167,13 @@ fn remove(h: &Harness, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn listed(h: &Harness, name: &str) -> Result<bool> {
+pub(crate) fn listed(h: &Harness, name: &str) -> Result<bool> {
     let ps = h.nerdctl_ok(&["ps", "-a", "--format", "{{.Names}}"])?;
     Ok(ps.stdout.lines().any(|l| l.trim() == name))
 }
 
 /// `nerdctl inspect -f TEMPLATE NAME`, trimmed.
-fn inspect(h: &Harness, name: &str, template: &str) -> Result<String> {
+pub(crate) fn inspect(h: &Harness, name: &str, template: &str) -> Result<String> {
     Ok(h.nerdctl_ok(&["inspect", "-f", template, name])?
         .stdout
         .trim()
@@ -147,7 +181,7 @@ fn inspect(h: &Harness, name: &str, template: &str) -> Result<String> {
 }
 
 /// Polls `.State.Status` until it is `state` (10 s).
-fn wait_state(h: &Harness, name: &str, state: &str) -> Result<()> {
+pub(crate) fn wait_state(h: &Harness, name: &str, state: &str) -> Result<()> {
     let start = Instant::now();
     loop {
         let current = inspect(h, name, "{{.State.Status}}")?;
@@ -340,7 +374,7 @@ fn nerdctl_logs(h: &mut Harness) -> Result<()> {
 }
 
 /// Retries `f` for 10 s until it returns true.
-fn wait_until(f: impl Fn() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait_until(f: impl Fn() -> Result<bool>) -> Result<()> {
     let start = Instant::now();
     loop {
         if f()? {
