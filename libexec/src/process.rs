@@ -119,7 +119,11 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
     }
     // runc's order: the final affinity (set by its parent before the setns
     // process runs), then scheduler, I/O priority, memory policy.
-    match spec.cpu_affinity.as_ref().and_then(|a| a.final_cpus.as_ref()) {
+    match spec
+        .cpu_affinity
+        .as_ref()
+        .and_then(|a| a.final_cpus.as_ref())
+    {
         Some(cpus) => {
             set_cpu_affinity(cpus).map_err(|e| format!("error setting final CPU affinity: {e}"))?
         }

@@ -754,8 +754,7 @@ fn exec_scheduling_and_memory_policy() {
         let out = env.lxcri(&["exec", &id, "/bin/procinfo"])?;
         ensure!(
             out.code == 0
-                && out.stdout
-                    == "ioprio=2/6 policy=3 nice=4 rtprio=0 cpus=1 mempolicy=2 nodes=0\n",
+                && out.stdout == "ioprio=2/6 policy=3 nice=4 rtprio=0 cpus=1 mempolicy=2 nodes=0\n",
             "{out}"
         );
         let proc_file = env.dir.path().join("process.json");

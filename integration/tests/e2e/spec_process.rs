@@ -33,10 +33,14 @@ fn probe_spec(h: &Harness, id: &str, args: &[&str]) -> Result<Value> {
     let mounts = spec["mounts"]
         .as_array_mut()
         .context("no mounts in the default spec")?;
-    mounts.push(json!({"destination": "/lxe2e", "type": "tmpfs", "source": "tmpfs",
-                       "options": ["nosuid", "nodev", "size=1m"]}));
-    mounts.push(json!({"destination": PROCINFO, "type": "bind", "source": TESTIMG,
-                       "options": ["rbind", "ro"]}));
+    mounts.push(
+        json!({"destination": "/lxe2e", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "size=1m"]}),
+    );
+    mounts.push(
+        json!({"destination": PROCINFO, "type": "bind", "source": TESTIMG,
+                       "options": ["rbind", "ro"]}),
+    );
     Ok(spec)
 }
 
@@ -208,6 +212,25 @@ fn memory_policy(h: &mut Harness) -> Result<()> {
 }
 
 const HOST_DEV: &str = "lxcritest0";
+/// Its veth peer, which stays on the host (this host's kernel has no dummy
+/// device type).
+const PEER_DEV: &str = "lxcritest1";
+
+fn add_host_dev() -> Result<()> {
+    ip(&[
+        "link", "add", HOST_DEV, "type", "veth", "peer", "name", PEER_DEV,
+    ])
+}
+
+/// Removes the pair, wherever its host end is.
+fn del_host_dev() -> Result<()> {
+    for dev in [HOST_DEV, PEER_DEV] {
+        if host_has(dev) {
+            return ip(&["link", "del", dev]);
+        }
+    }
+    Ok(())
+}
 
 fn host_has(dev: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(dev).exists()
@@ -223,21 +246,18 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// A dummy interface of the host is moved into the container's network
+/// A veth end of the host is moved into the container's network
 /// namespace under a new name and is up there; the host no longer has it while
 /// the container runs. After the delete it is back on the host under its name
-/// (the LXC monitor returns it) or gone (a virtual device dies with the
-/// namespace, what runc leaves to the kernel): never left inside anything.
+/// (the LXC monitor returns it) or gone with its peer (a virtual device dies
+/// with the namespace, what runc leaves to the kernel); never under the
+/// container's name.
 fn net_devices_moved_and_renamed(h: &mut Harness) -> Result<()> {
-    if host_has(HOST_DEV) {
-        ip(&["link", "del", HOST_DEV])?;
-    }
-    ip(&["link", "add", HOST_DEV, "type", "dummy"])?;
+    del_host_dev()?;
+    add_host_dev()?;
     let result = net_devices_inner(h);
-    if host_has(HOST_DEV) {
-        ip(&["link", "del", HOST_DEV])?;
-    }
-    result
+    let cleanup = del_host_dev();
+    result.and(cleanup)
 }
 
 fn net_devices_inner(h: &mut Harness) -> Result<()> {
@@ -257,9 +277,12 @@ fn net_devices_inner(h: &mut Harness) -> Result<()> {
             "ctr0 lo \n1\n",
         )
     })?;
-    eprintln!(
-        "net_devices: after the delete {HOST_DEV} is back on the host: {}",
-        host_has(HOST_DEV)
+    let back = host_has(HOST_DEV);
+    eprintln!("net_devices: after the delete {HOST_DEV} is back on the host: {back}");
+    ensure!(
+        back == host_has(PEER_DEV),
+        "{HOST_DEV} on the host: {back}, its peer: {}",
+        !back
     );
     ensure!(
         !Command::new("ip")
@@ -279,7 +302,8 @@ fn net_devices_inner(h: &mut Harness) -> Result<()> {
         ns.retain(|n| n["type"] != "network");
     }
     if !host_has(HOST_DEV) {
-        ip(&["link", "add", HOST_DEV, "type", "dummy"])?;
+        del_host_dev()?;
+        add_host_dev()?;
     }
     let out = run_spec(h, &id, &spec)?;
     ensure!(

@@ -49,7 +49,11 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     // `execCPUAffinity.initial`: this helper, which enters the container, runs on
     // those CPUs (the attached child inherits them) until the process sets its
     // final affinity, as runc's exec does.
-    if let Some(cpus) = process.cpu_affinity.as_ref().and_then(|a| a.initial.as_ref()) {
+    if let Some(cpus) = process
+        .cpu_affinity
+        .as_ref()
+        .and_then(|a| a.initial.as_ref())
+    {
         lxcri_libexec::process::set_cpu_affinity(cpus)
             .map_err(|e| format!("error setting initial CPU affinity: {e}"))?;
     }

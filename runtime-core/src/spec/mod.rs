@@ -274,10 +274,7 @@ mod tests {
         };
         let t = translate(&spec, &ctx).unwrap();
         assert_eq!(t.init.process.cpu_affinity, None);
-        assert_eq!(
-            t.exec_cpu_affinity.unwrap().final_cpus,
-            Some(vec![1])
-        );
+        assert_eq!(t.exec_cpu_affinity.unwrap().final_cpus, Some(vec![1]));
         assert_eq!(t.init.process.memory_policy.unwrap().mode, 2);
     }
 

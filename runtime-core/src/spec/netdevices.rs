@@ -38,7 +38,8 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<(), SpecError> {
         return Ok(());
     };
     let new_net = l.namespaces().iter().flatten().any(|n| {
-        n.typ() == LinuxNamespaceType::Network && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+        n.typ() == LinuxNamespaceType::Network
+            && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
     });
     if !new_net {
         return Err(SpecError::new(

@@ -355,7 +355,9 @@ pub fn cpu_list(field: &str, text: &str) -> Result<Option<Vec<u32>>, SpecError> 
     }
     let bad = |why: String| SpecError::new(field, format!("{text:?}: {why}"));
     let num = |v: &str| -> Result<u32, SpecError> {
-        let n: u32 = v.parse().map_err(|_| bad(format!("{v:?} is not a number")))?;
+        let n: u32 = v
+            .parse()
+            .map_err(|_| bad(format!("{v:?} is not a number")))?;
         if n > lxcri_libexec::process::MAX_CPU {
             return Err(bad(format!(
                 "values larger than {} are not supported",
@@ -387,8 +389,11 @@ pub fn cpu_list(field: &str, text: &str) -> Result<Option<Vec<u32>>, SpecError> 
 /// number of nodes per mode.
 pub fn memory_policy(m: &LinuxMemoryPolicy) -> Result<MemoryPolicy, SpecError> {
     use MemoryPolicyModeType as M;
-    let nodes = cpu_list("linux.memoryPolicy.nodes", m.nodes().as_deref().unwrap_or(""))?
-        .unwrap_or_default();
+    let nodes = cpu_list(
+        "linux.memoryPolicy.nodes",
+        m.nodes().as_deref().unwrap_or(""),
+    )?
+    .unwrap_or_default();
     let mode = m.mode();
     let (number, want_nodes) = match mode {
         M::MpolDefault => (0, Some(false)),
@@ -632,7 +637,8 @@ mod tests {
             ),
         ];
         for (extra, field) in cases {
-            let mut p = serde_json::json!({"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}});
+            let mut p =
+                serde_json::json!({"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}});
             for (k, v) in extra.as_object().unwrap() {
                 p[k] = v.clone();
             }
@@ -642,7 +648,14 @@ mod tests {
         // Nice is not checked for the other policies (runc's rule).
         let p = serde_json::json!({"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
                                    "scheduler": {"policy": "SCHED_IDLE", "nice": 30}});
-        assert_eq!(translate(&spec(p), root.path()).unwrap().scheduler.unwrap().nice, 30);
+        assert_eq!(
+            translate(&spec(p), root.path())
+                .unwrap()
+                .scheduler
+                .unwrap()
+                .nice,
+            30
+        );
     }
 
     #[test]
@@ -673,7 +686,10 @@ mod tests {
                 nodes: vec![]
             }
         );
-        assert_eq!(m(serde_json::json!({"mode": "MPOL_LOCAL"})).unwrap().mode, 4);
+        assert_eq!(
+            m(serde_json::json!({"mode": "MPOL_LOCAL"})).unwrap().mode,
+            4
+        );
         assert_eq!(
             m(serde_json::json!({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "1"}))
                 .unwrap()
