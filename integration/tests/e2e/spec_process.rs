@@ -216,10 +216,13 @@ const HOST_DEV: &str = "lxcritest0";
 /// device type).
 const PEER_DEV: &str = "lxcritest1";
 
+/// The pair, with a permanent global IPv4 and IPv6 address on the end that moves.
 fn add_host_dev() -> Result<()> {
     ip(&[
         "link", "add", HOST_DEV, "type", "veth", "peer", "name", PEER_DEV,
-    ])
+    ])?;
+    ip(&["addr", "add", "192.0.2.10/24", "dev", HOST_DEV])?;
+    ip(&["addr", "add", "2001:db8::10/64", "dev", HOST_DEV])
 }
 
 /// Removes the pair, wherever its host end is.
@@ -247,7 +250,8 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 /// A veth end of the host is moved into the container's network
-/// namespace under a new name and is up there; the host no longer has it while
+/// namespace under a new name and is up there, with its global addresses (as
+/// runc); the host no longer has it while
 /// the container runs. After the delete it is back on the host under its name
 /// (the LXC monitor returns it) or gone with its peer (a virtual device dies
 /// with the namespace, what runc leaves to the kernel); never under the
@@ -270,11 +274,12 @@ fn net_devices_inner(h: &mut Harness) -> Result<()> {
             "{HOST_DEV} is still on the host while the container runs"
         );
         let script = "ls /sys/class/net | sort | tr '\\n' ' '; echo; \
-                      echo $(( $(cat /sys/class/net/ctr0/flags) & 1 ))";
+                      echo $(( $(cat /sys/class/net/ctr0/flags) & 1 )); \
+                      ip -o addr show dev ctr0 scope global | awk '{print $3, $4}'";
         expect(
             &exec(h, id, "ls", &["/bin/sh", "-c", script])?,
             0,
-            "ctr0 lo \n1\n",
+            "ctr0 lo \n1\ninet 192.0.2.10/24\ninet6 2001:db8::10/64\n",
         )
     })?;
     let back = host_has(HOST_DEV);

@@ -135,7 +135,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     security::translate(spec, ctx.host, &mut lxc)?;
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
     namespaces::translate(spec, &mut lxc)?;
-    netdevices::translate(spec, &mut lxc)?;
+    netdevices::translate(spec, &crate::netaddr::global_addresses, &mut lxc)?;
     // The static init, exec'd from the sealed memfd the start helper provides.
     lxc.push("(runtime)", "lxc.init.cmd", INIT_CMD)?;
     lxc.push("(runtime)", "lxc.init.cwd", "/")?;

@@ -10,8 +10,11 @@
 //! leaves both to the kernel). Index 0 is the namespace's `empty` entry (see
 //! `namespaces`), so the devices take 1, 2, ... in the order of their host names.
 //!
-//! Unlike runc, lxcri does not copy the device's global IP addresses into the
-//! namespace: the kernel drops them on the move.
+//! The kernel drops a device's addresses when it changes namespace; like runc,
+//! its permanent addresses of global scope are read from the host at create
+//! and set again inside (`lxc.net.N.ipv4.address`, `ipv6.address`).
+
+use std::net::IpAddr;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -29,8 +32,15 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(char::is_whitespace)
 }
 
+/// How the addresses of a host interface are found ([`crate::netaddr::global_addresses`]).
+pub type AddressLookup<'a> = &'a dyn Fn(&str) -> std::io::Result<Vec<(IpAddr, u8)>>;
+
 /// Emit the `lxc.net.N` entries of `linux.netDevices`.
-pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+pub fn translate(
+    spec: &Spec,
+    addresses: AddressLookup,
+    lxc: &mut LxcConfig,
+) -> Result<(), SpecError> {
     let Some(l) = spec.linux().as_ref() else {
         return Ok(());
     };
@@ -82,6 +92,17 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<(), SpecError> {
         lxc.push(&field, format!("lxc.net.{n}.link"), host)?;
         lxc.push(&field, format!("lxc.net.{n}.name"), name)?;
         lxc.push(&field, format!("lxc.net.{n}.flags"), "up")?;
+        let addrs = addresses(host).map_err(|e| {
+            SpecError::new(&field, format!("no such network device on the host: {e}"))
+        })?;
+        for (ip, prefix) in addrs {
+            let key = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+            lxc.push(
+                &field,
+                format!("lxc.net.{n}.{key}.address"),
+                format!("{ip}/{prefix}"),
+            )?;
+        }
     }
     Ok(())
 }
@@ -97,6 +118,17 @@ mod tests {
         .unwrap()
     }
 
+    fn fake_host(name: &str) -> std::io::Result<Vec<(IpAddr, u8)>> {
+        match name {
+            "lxcritest0" => Ok(vec![
+                ("192.0.2.10".parse().unwrap(), 24),
+                ("2001:db8::10".parse().unwrap(), 64),
+            ]),
+            "lxcritest1" | "eth1" | "eth2" => Ok(vec![]),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
     #[test]
     fn golden_net_devices() {
         let s = spec(serde_json::json!({
@@ -104,11 +136,12 @@ mod tests {
             "netDevices": {"lxcritest1": {}, "lxcritest0": {"name": "ctr0"}}
         }));
         let mut lxc = LxcConfig::new();
-        translate(&s, &mut lxc).unwrap();
+        translate(&s, &fake_host, &mut lxc).unwrap();
         assert_eq!(
             lxc.render(),
             "lxc.net.1.type = phys\nlxc.net.1.link = lxcritest0\nlxc.net.1.name = ctr0\n\
-             lxc.net.1.flags = up\nlxc.net.2.type = phys\nlxc.net.2.link = lxcritest1\n\
+             lxc.net.1.flags = up\nlxc.net.1.ipv4.address = 192.0.2.10/24\n\
+             lxc.net.1.ipv6.address = 2001:db8::10/64\nlxc.net.2.type = phys\nlxc.net.2.link = lxcritest1\n\
              lxc.net.2.name = lxcritest1\nlxc.net.2.flags = up\n"
         );
     }
@@ -145,10 +178,15 @@ mod tests {
                                    "netDevices": {"eth1": {"name": "a\nb"}}}),
                 "linux.netDevices.eth1.name",
             ),
+            (
+                serde_json::json!({"namespaces": [{"type": "network"}],
+                                   "netDevices": {"nohost0": {}}}),
+                "linux.netDevices.nohost0",
+            ),
         ];
         for (linux, field) in cases {
             let mut lxc = LxcConfig::new();
-            let e = translate(&spec(linux), &mut lxc).unwrap_err();
+            let e = translate(&spec(linux), &fake_host, &mut lxc).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
     }
