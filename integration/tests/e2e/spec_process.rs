@@ -148,7 +148,8 @@ fn scheduler_refused_like_runc(h: &mut Harness) -> Result<()> {
 }
 
 /// `execCPUAffinity` is not the init's (it keeps every CPU); an exec ends on
-/// `final`, or on `initial` when there is no `final` (runc 1.3).
+/// `final`, or on `initial` when there is no `final` (runc 1.3); the runtime's
+/// helper that enters the container runs on `initial`.
 fn exec_cpu_affinity(h: &mut Harness) -> Result<()> {
     let status_cpus = "grep Cpus_allowed_list /proc/1/status | cut -f2";
     for (name, affinity, want) in [
@@ -170,10 +171,56 @@ fn exec_cpu_affinity(h: &mut Harness) -> Result<()> {
                 &out,
                 0,
                 &format!("ioprio=0/0 policy=0 nice=0 rtprio=0 cpus={want} mempolicy=0 nodes=-\n"),
-            )
+            )?;
+            if name == "aff-both" {
+                // The runtime's side (the attach helper, which waits for the
+                // process) runs on `initial`.
+                h.ctr_ok(&[
+                    "task",
+                    "exec",
+                    "-d",
+                    "--exec-id",
+                    "bg",
+                    id,
+                    "/bin/sleep",
+                    "30",
+                ])?;
+                let cpus = helper_cpus(id)?;
+                ensure!(
+                    cpus == "1",
+                    "the attach helper runs on CPUs {cpus:?}, want 1"
+                );
+            }
+            Ok(())
         })?;
     }
     Ok(())
+}
+
+/// Cpus_allowed_list of the container's attach helper (`lxcri-attach ID ...`).
+fn helper_cpus(id: &str) -> Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let helper = lxcri_integration::procfs::processes()
+            .into_iter()
+            .find(|p| {
+                let mut args = p.cmdline.split(' ');
+                args.next().is_some_and(|a| a.ends_with("/lxcri-attach")) && args.next() == Some(id)
+            });
+        if let Some(p) = helper {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid))?;
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_string())
+                .context("no Cpus_allowed_list");
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no lxcri-attach process for {id}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// `linux.memoryPolicy` applies to the init and to execs (MPOL_BIND is 2,
