@@ -245,11 +245,11 @@ mod tests {
         let spec = parse_spec(data).unwrap();
         let p = process::translate(&spec, Path::new("/nonexistent")).unwrap();
         assert_eq!(p.scheduler.unwrap().flags, 0x01 | 0x04 | 0x08);
-        let p = parse_process(
-            br#"{"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
-                 "scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK"]}}"#,
-        )
-        .unwrap();
+        let process = br#"{"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                 "scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK"]}}"#;
+        // oci-spec alone refuses the runtime spec's name.
+        assert!(serde_json::from_slice::<Process>(process).is_err());
+        let p = parse_process(process).unwrap();
         let p = process::translate_process(&p, Path::new("/nonexistent")).unwrap();
         assert_eq!(p.scheduler.unwrap().flags, 0x01);
     }
