@@ -187,7 +187,9 @@ fn create(
     }
     let bundle = absolute(&opts.bundle)?;
     let spec_path = bundle.join("config.json");
-    let spec = Spec::load(&spec_path).with_context(|| format!("load {}", spec_path.display()))?;
+    let data = fs::read(&spec_path).with_context(|| format!("read {}", spec_path.display()))?;
+    let spec = runtime_core::spec::parse_spec(&data)
+        .with_context(|| format!("load {}", spec_path.display()))?;
     let process = spec.process().clone();
     let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     match (terminal, &opts.console_socket) {
@@ -326,6 +328,10 @@ fn pending_state(
         poststart: Vec::new(),
         poststop: Vec::new(),
         hook_helper: PathBuf::new(),
+        io_priority: None,
+        scheduler: None,
+        exec_cpu_affinity: None,
+        memory_policy: None,
     })
 }
 
@@ -833,7 +839,8 @@ fn list(cli: &Cli, format: ListFormat, quiet: bool) -> Result<()> {
 fn exec_process(a: &crate::ExecArgs, meta: &Meta) -> Result<Process> {
     if let Some(p) = &a.process {
         let data = fs::read(p).with_context(|| format!("read {}", p.display()))?;
-        return serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()));
+        return runtime_core::spec::parse_process(&data)
+            .with_context(|| format!("parse {}", p.display()));
     }
     if a.command.is_empty() {
         bail!("exec args cannot be empty");

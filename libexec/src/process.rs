@@ -1,9 +1,12 @@
 //! Becoming a container process: what runs in the container right before `execve`,
 //! shared by the init (at Start) and by exec'd processes (in the attached child).
 //!
-//! The order follows runc's: rlimits, oom_score_adj, cwd, the bounding set, groups,
-//! gid, uid (keeping capabilities across setuid), the capability sets, ambient
-//! capabilities, no_new_privs, close-on-exec for every fd above stderr, execve.
+//! The order follows runc's: rlimits, oom_score_adj, the CPU affinity (an exec's
+//! `execCPUAffinity.final`, else reset to every CPU), the scheduler, the I/O
+//! priority and the memory policy (while CAP_SYS_NICE is still held), cwd, the
+//! bounding set, groups, gid, uid (keeping capabilities across setuid), the
+//! capability sets, ambient capabilities, no_new_privs, close-on-exec for every fd
+//! above stderr, execve.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -17,7 +20,9 @@ use nix::errno::Errno;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
-use crate::proto::{exec_failure_code, ProcessSpec, SeccompProgram, CAPABILITY_NAMES};
+use crate::proto::{
+    exec_failure_code, MemoryPolicy, ProcessSpec, SchedAttr, SeccompProgram, CAPABILITY_NAMES,
+};
 
 /// Exit code for a failure of the setup itself (not of the exec).
 pub const SETUP_FAILED: i32 = 1;
@@ -112,6 +117,33 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| format!("oom_score_adj: {e}"))?;
     }
+    // runc's order: the final affinity (set by its parent before the setns
+    // process runs), then scheduler, I/O priority, memory policy.
+    match spec
+        .cpu_affinity
+        .as_ref()
+        .and_then(|a| a.final_cpus.as_ref())
+    {
+        Some(cpus) => {
+            set_cpu_affinity(cpus).map_err(|e| format!("error setting final CPU affinity: {e}"))?
+        }
+        // Only `initial`: keep it (inherited from the helper).
+        None if spec.cpu_affinity.is_some() => {}
+        // Like runc: do not inherit the runtime's affinity; a failure only means
+        // the process keeps that affinity (runc warns and goes on).
+        None => {
+            let _ = reset_cpu_affinity();
+        }
+    }
+    if let Some(attr) = &spec.scheduler {
+        set_scheduler(attr).map_err(|e| format!("error setting scheduler: {e}"))?;
+    }
+    if let Some(ioprio) = spec.io_priority {
+        set_io_priority(ioprio).map_err(|e| format!("failed to set io priority: {e}"))?;
+    }
+    if let Some(mpol) = &spec.memory_policy {
+        set_memory_policy(mpol).map_err(|e| format!("set_mempolicy: {e}"))?;
+    }
     // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we still
     // hold it (runc's order); the profile must then allow the rest of the setup.
     if let (Some(p), false) = (&spec.seccomp, spec.no_new_privileges) {
@@ -174,6 +206,101 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
         load_seccomp(p)?;
     }
     Ok(())
+}
+
+/// The highest CPU (and NUMA node) number accepted, as runc's `MaxCPU`.
+pub const MAX_CPU: u32 = 64 * 1024;
+
+/// A bit mask of `ids` in 64-bit words (at least one word).
+fn bitmask(ids: &[u32]) -> Vec<u64> {
+    let words = ids.iter().max().map_or(1, |m| *m as usize / 64 + 1);
+    let mut mask = vec![0u64; words];
+    for id in ids {
+        mask[*id as usize / 64] |= 1 << (id % 64);
+    }
+    mask
+}
+
+fn sched_setaffinity(mask: &[u64]) -> Result<(), Errno> {
+    // SAFETY: the kernel reads `len` bytes from the live mask; pid 0 is this thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(mask),
+            mask.as_ptr(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Restrict this thread (and what it forks) to `cpus`.
+pub fn set_cpu_affinity(cpus: &[u32]) -> Result<(), Errno> {
+    sched_setaffinity(&bitmask(cpus))
+}
+
+/// Allow every possible CPU (the kernel clamps the mask to the CPUs it has and to
+/// the cgroup's cpuset), like runc's tryResetCPUAffinity.
+pub fn reset_cpu_affinity() -> Result<(), Errno> {
+    sched_setaffinity(&vec![u64::MAX; (MAX_CPU / 64) as usize])
+}
+
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER1: with the utilization clamps, which
+/// stay 0, so that the UTIL_CLAMP flags are accepted as with runc).
+#[repr(C)]
+struct SchedAttrC {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// sched_setattr(2) on this thread.
+pub fn set_scheduler(a: &SchedAttr) -> Result<(), Errno> {
+    let attr = SchedAttrC {
+        size: std::mem::size_of::<SchedAttrC>() as u32,
+        policy: a.policy,
+        flags: a.flags,
+        nice: a.nice,
+        priority: a.priority,
+        runtime: a.runtime,
+        deadline: a.deadline,
+        period: a.period,
+        util_min: 0,
+        util_max: 0,
+    };
+    // SAFETY: the kernel reads `attr.size` bytes from the live struct; pid 0 is
+    // this thread, flags must be 0.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttrC, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0, value) (runc's call).
+pub fn set_io_priority(value: u32) -> Result<(), Errno> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    // SAFETY: plain integers.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    Errno::result(r).map(drop)
+}
+
+/// set_mempolicy(2) for this thread.
+pub fn set_memory_policy(p: &MemoryPolicy) -> Result<(), Errno> {
+    let mask = bitmask(&p.nodes);
+    let (ptr, maxnode) = if p.nodes.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        // The kernel reads maxnode - 1 bits.
+        (mask.as_ptr(), mask.len() * 64 + 1)
+    };
+    // SAFETY: the kernel reads at most (maxnode - 1) bits from the live mask.
+    let r = unsafe { libc::syscall(libc::SYS_set_mempolicy, p.mode, ptr, maxnode) };
+    Errno::result(r).map(drop)
 }
 
 /// Install a compiled seccomp filter on this process.
@@ -287,5 +414,68 @@ pub fn exec(spec: &ProcessSpec) -> (Option<PathBuf>, Errno) {
     match last {
         Some((p, e)) => (Some(p), e),
         None => (None, Errno::ENOENT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmask_words() {
+        assert_eq!(bitmask(&[]), vec![0]);
+        assert_eq!(bitmask(&[0, 2, 3]), vec![0b1101]);
+        assert_eq!(bitmask(&[1, 64]), vec![0b10, 1]);
+    }
+
+    /// Each call acts on the calling thread only: run them in a thread of their
+    /// own and read the values back with the kernel's getters.
+    #[test]
+    fn scheduler_io_priority_affinity_and_memory_policy_apply() {
+        std::thread::spawn(|| {
+            set_cpu_affinity(&[0]).unwrap();
+            set_scheduler(&SchedAttr {
+                policy: libc::SCHED_BATCH as u32,
+                nice: 4,
+                ..Default::default()
+            })
+            .unwrap();
+            set_io_priority(2 << 13 | 6).unwrap();
+            set_memory_policy(&MemoryPolicy {
+                mode: 1,
+                nodes: vec![0],
+            })
+            .unwrap();
+            // SAFETY: getters writing into live, large enough buffers.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(
+                    libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+                    0
+                );
+                assert!(libc::CPU_ISSET(0, &set));
+                assert_eq!(libc::CPU_COUNT(&set), 1);
+                assert_eq!(libc::sched_getscheduler(0), libc::SCHED_BATCH);
+                assert_eq!(libc::getpriority(libc::PRIO_PROCESS, 0), 4);
+                assert_eq!(libc::syscall(libc::SYS_ioprio_get, 1, 0), 2 << 13 | 6);
+                let mut mode: libc::c_int = -1;
+                let mut nodes = [0u64; 16];
+                assert_eq!(
+                    libc::syscall(
+                        libc::SYS_get_mempolicy,
+                        &mut mode as *mut libc::c_int,
+                        nodes.as_mut_ptr(),
+                        1025,
+                        std::ptr::null::<u8>(),
+                        0
+                    ),
+                    0
+                );
+                assert_eq!((mode, nodes[0]), (1, 1));
+            }
+            reset_cpu_affinity().unwrap();
+        })
+        .join()
+        .unwrap();
     }
 }

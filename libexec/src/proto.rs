@@ -67,6 +67,51 @@ pub struct ProcessSpec {
     /// capability switch when no_new_privs is off, as runc does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<SeccompProgram>,
+    /// `process.ioPriority` as ioprio_set(2) takes it: class << 13 | priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_priority: Option<u32>,
+    /// `process.scheduler`, for sched_setattr(2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedAttr>,
+    /// `linux.memoryPolicy`, for set_mempolicy(2) (the container's, also for execs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<MemoryPolicy>,
+    /// `process.execCPUAffinity` of an exec (the init's is never applied, as in
+    /// runc). `None`: the affinity is reset to every CPU, like runc does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_affinity: Option<CpuAffinity>,
+}
+
+/// sched_setattr(2)'s `struct sched_attr`, without its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SchedAttr {
+    /// SCHED_OTHER (0), FIFO (1), RR (2), BATCH (3), ISO (4), IDLE (5), DEADLINE (6).
+    pub policy: u32,
+    /// SCHED_FLAG_* bits.
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    /// SCHED_DEADLINE parameters, in nanoseconds.
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// set_mempolicy(2) arguments: `mode` is MPOL_* with the MPOL_F_* flags or'ed in,
+/// `nodes` the node numbers of the mask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MemoryPolicy {
+    pub mode: i32,
+    pub nodes: Vec<u32>,
+}
+
+/// CPU numbers for sched_setaffinity(2): `initial` for the runtime's helper before
+/// it enters the container, `final` for the process right before its exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CpuAffinity {
+    pub initial: Option<Vec<u32>>,
+    #[serde(rename = "final")]
+    pub final_cpus: Option<Vec<u32>>,
 }
 
 /// A compiled seccomp filter: classic BPF as `seccomp(SECCOMP_SET_MODE_FILTER)`

@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use lxcri_libexec::channel::{wait_readable, Channel};
 use lxcri_libexec::proto::{
-    HookResult, HookRun, HookSpec, InitHooks, InitMessage, RuntimeMessage, SeccompProgram,
-    INIT_CHANNEL_FD,
+    CpuAffinity, HookResult, HookRun, HookSpec, InitHooks, InitMessage, MemoryPolicy,
+    RuntimeMessage, SchedAttr, SeccompProgram, INIT_CHANNEL_FD,
 };
-use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Layout};
@@ -105,6 +104,17 @@ pub struct ContainerState {
     pub poststop: Vec<HookSpec>,
     #[serde(default)]
     pub hook_helper: PathBuf,
+    /// What an exec gets from the container unless its process says otherwise
+    /// (runc's rules): `process.ioPriority`, `scheduler`, `execCPUAffinity`; and
+    /// `linux.memoryPolicy` always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_priority: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedAttr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_cpu_affinity: Option<CpuAffinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<MemoryPolicy>,
 }
 
 const STATE_FILE: &str = "state.json";
@@ -398,10 +408,12 @@ impl Container {
         on_monitor: &mut dyn FnMut(u32),
     ) -> Result<Container> {
         let spec_path = bundle.join("config.json");
-        let spec = Spec::load(&spec_path).map_err(|source| Error::ReadSpec {
-            path: spec_path.clone(),
-            source,
-        })?;
+        let spec = fs::read(&spec_path)
+            .and_then(|data| spec::parse_spec(&data).map_err(std::io::Error::from))
+            .map_err(|source| Error::ReadSpec {
+                path: spec_path.clone(),
+                source,
+            })?;
         let ctx = Context {
             id,
             bundle,
@@ -579,6 +591,10 @@ impl Container {
             poststart: t.hooks.poststart.clone(),
             poststop: t.hooks.poststop.clone(),
             hook_helper,
+            io_priority: t.init.process.io_priority,
+            scheduler: t.init.process.scheduler,
+            exec_cpu_affinity: t.exec_cpu_affinity.clone(),
+            memory_policy: t.init.process.memory_policy.clone(),
         };
         state.save()?;
         log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
@@ -631,6 +647,16 @@ impl Container {
         let id = &self.state.id;
         let mut spec = spec::process::translate_process(process, &self.state.rootfs)?;
         spec.seccomp = self.state.seccomp.clone();
+        spec.memory_policy = self.state.memory_policy.clone();
+        if spec.io_priority.is_none() {
+            spec.io_priority = self.state.io_priority;
+        }
+        if spec.scheduler.is_none() {
+            spec.scheduler = self.state.scheduler;
+        }
+        if spec.cpu_affinity.is_none() {
+            spec.cpu_affinity = self.state.exec_cpu_affinity.clone();
+        }
         let (rt_end, helper_end) = Channel::pair().map_err(|source| Error::Sys {
             op: "socketpair",
             source,
@@ -1096,6 +1122,20 @@ mod tests {
             poststart: vec![],
             poststop: vec![],
             hook_helper: "/usr/local/libexec/lxcri/lxcri-hook".into(),
+            io_priority: Some(2 << 13 | 5),
+            scheduler: Some(SchedAttr {
+                policy: 3,
+                nice: 5,
+                ..Default::default()
+            }),
+            exec_cpu_affinity: Some(CpuAffinity {
+                initial: Some(vec![0]),
+                final_cpus: Some(vec![1]),
+            }),
+            memory_policy: Some(MemoryPolicy {
+                mode: 2,
+                nodes: vec![0],
+            }),
         };
         s.save().unwrap();
         assert_eq!(ContainerState::load(d.path()).unwrap(), s);

@@ -33,7 +33,7 @@ pub enum Error {
     ReadSpec {
         path: PathBuf,
         #[source]
-        source: oci_spec::OciSpecError,
+        source: std::io::Error,
     },
     #[error("container {0} already exists")]
     AlreadyExists(String),

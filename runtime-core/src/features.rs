@@ -66,6 +66,16 @@ pub fn features(annotations: Value) -> Value {
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } },
+            // set_mempolicy(2) by the init and every exec.
+            "memoryPolicy": {
+                "modes": [
+                    "MPOL_BIND", "MPOL_DEFAULT", "MPOL_INTERLEAVE", "MPOL_LOCAL",
+                    "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"
+                ],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"],
+            },
+            // liblxc's phys network type (a new network namespace is required).
+            "netDevices": { "enabled": true },
         },
         "annotations": annotations,
     })
@@ -92,5 +102,12 @@ mod tests {
             .unwrap()
             .contains(&json!("rro")));
         assert!(f["hooks"].as_array().unwrap().contains(&json!("poststop")));
+        assert_eq!(f["linux"]["netDevices"]["enabled"], true);
+        assert!(f["linux"]["memoryPolicy"]["modes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("MPOL_BIND")));
+        // The document parses as the runtime spec's features type.
+        let _: oci_spec::runtime::Features = serde_json::from_value(f).unwrap();
     }
 }

@@ -7,6 +7,7 @@ pub mod container;
 pub mod error;
 pub mod features;
 pub mod lxcconf;
+pub mod netaddr;
 pub mod spec;
 pub mod stats;
 pub mod sys;

@@ -12,6 +12,10 @@
 //!   request, on the port given by `-p PORT` (default 80); writes its pid to
 //!   `/var/run/<name>.pid` (or `--pid-file PATH`). Stands in for the nginx/httpd images critest
 //!   uses (those are only checked for "a web server answers 200").
+//! - `procinfo`: prints one line with what the runtime set on it before its
+//!   exec: `ioprio=<class>/<level> policy=<n> nice=<n> rtprio=<n> cpus=<list>
+//!   mempolicy=<mode with flags> nodes=<list>` (ioprio_get, sched_getattr,
+//!   sched_getaffinity, get_mempolicy; lists like "0-1,3", "-" when empty).
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
         .to_string();
     let result = match name.as_str() {
         "nnp" => nnp(),
+        "procinfo" => procinfo(),
         "nginx" | "httpd" => web_server(&name, &args[1..]),
         _ => pause(),
     };
@@ -101,5 +106,91 @@ fn web_server(name: &str, args: &[String]) -> Result<ExitCode, String> {
         );
         let _ = stream.write_all(response.as_bytes());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "0-2,5" from sorted numbers.
+fn ranges(ids: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+fn bits(words: &[u64]) -> Vec<usize> {
+    (0..words.len() * 64)
+        .filter(|b| words[b / 64] & (1 << (b % 64)) != 0)
+        .collect()
+}
+
+fn procinfo() -> Result<ExitCode, String> {
+    use nix::libc;
+    let last = || std::io::Error::last_os_error();
+    // SAFETY: plain integers: IOPRIO_WHO_PROCESS (1), this thread.
+    let ioprio = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, 0) };
+    if ioprio < 0 {
+        return Err(format!("ioprio_get: {}", last()));
+    }
+    // struct sched_attr, SCHED_ATTR_SIZE_VER1 (56 bytes): size, policy, flags,
+    // nice, priority, runtime, deadline, period, util_min, util_max.
+    let mut attr = [0u8; 56];
+    // SAFETY: the kernel writes at most 56 bytes (the size we pass) to the buffer.
+    let r = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, attr.as_mut_ptr(), 56u32, 0u32) };
+    if r < 0 {
+        return Err(format!("sched_getattr: {}", last()));
+    }
+    let u32_at = |o: usize| u32::from_ne_bytes(attr[o..o + 4].try_into().unwrap_or_default());
+    let (policy, nice, rtprio) = (u32_at(4), u32_at(16) as i32, u32_at(20));
+    let mut cpus = [0u64; 16];
+    // SAFETY: the kernel writes at most the 128 bytes we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            0,
+            std::mem::size_of_val(&cpus),
+            cpus.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(format!("sched_getaffinity: {}", last()));
+    }
+    let mut mode: libc::c_int = 0;
+    let mut nodes = [0u64; 16];
+    // SAFETY: the kernel writes the mode and at most 1024 bits of node mask.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut mode as *mut libc::c_int,
+            nodes.as_mut_ptr(),
+            1024 + 1,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(format!("get_mempolicy: {}", last()));
+    }
+    println!(
+        "ioprio={}/{} policy={policy} nice={nice} rtprio={rtprio} cpus={} mempolicy={mode} nodes={}",
+        ioprio >> 13,
+        ioprio & 0x1fff,
+        ranges(&bits(&cpus)),
+        ranges(&bits(&nodes)),
+    );
     Ok(ExitCode::SUCCESS)
 }

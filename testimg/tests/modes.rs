@@ -72,3 +72,34 @@ fn web_server_answers_200() {
     assert_eq!(pid.trim(), child.id().to_string(), "pid file");
     assert!(response.starts_with("HTTP/1.0 200 OK"), "{response}");
 }
+
+#[test]
+fn procinfo_prints_scheduling_and_memory_policy() {
+    use nix::libc;
+    let mut cmd = Command::new(BIN);
+    cmd.arg0("procinfo");
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            let mask: u64 = 1;
+            let node: u64 = 1;
+            let ok = libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0
+                && libc::setpriority(libc::PRIO_PROCESS, 0, 3) == 0
+                && libc::syscall(libc::SYS_ioprio_set, 1, 0, 2 << 13 | 6) == 0
+                && libc::syscall(libc::SYS_sched_setaffinity, 0, 8, &mask as *const u64) == 0
+                && libc::syscall(libc::SYS_set_mempolicy, 1, &node as *const u64, 65) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "ioprio=2/6 policy=3 nice=3 rtprio=0 cpus=0 mempolicy=1 nodes=0\n"
+    );
+}

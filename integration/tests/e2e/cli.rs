@@ -772,3 +772,69 @@ fn lock_serialises() {
         env.finish()
     })());
 }
+
+/// `process.ioPriority`, `scheduler`, `execCPUAffinity` and
+/// `linux.memoryPolicy` reach `lxcri exec` (the CLI's attach without an LXC
+/// monitor): the container's values by default, an exec's own with
+/// `--process` (runc's rules; runtime spec flag names).
+#[test]
+fn exec_scheduling_and_memory_policy() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("sched");
+        let b = env.bundle("sched", &["sleep", "1000"], |v| {
+            v["process"]["ioPriority"] =
+                serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+            v["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_BATCH", "nice": 4});
+            v["process"]["execCPUAffinity"] = serde_json::json!({"final": "1"});
+            v["linux"]["memoryPolicy"] = serde_json::json!({"mode": "MPOL_BIND", "nodes": "0"});
+        })?;
+        fs::copy(
+            lxcri_integration::registry::TESTIMG,
+            b.join("rootfs/bin/procinfo"),
+        )?;
+        let pidfile = env.dir.path().join("pid");
+        env.lxcri_ok(&[
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+        ])?;
+        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        env.lxcri_ok(&["start", &id])?;
+        let out = env.lxcri(&["exec", &id, "/bin/procinfo"])?;
+        ensure!(
+            out.code == 0
+                && out.stdout == "ioprio=2/6 policy=3 nice=4 rtprio=0 cpus=1 mempolicy=2 nodes=0\n",
+            "{out}"
+        );
+        let proc_file = env.dir.path().join("process.json");
+        fs::write(
+            &proc_file,
+            serde_json::to_vec(&serde_json::json!({
+                "args": ["/bin/procinfo"],
+                "cwd": "/",
+                "user": {"uid": 0, "gid": 0},
+                "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0},
+                "scheduler": {"policy": "SCHED_OTHER", "nice": -3,
+                              "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+                "execCPUAffinity": {"initial": "0"},
+            }))?,
+        )?;
+        let out = env.lxcri(&["exec", "--process", proc_file.to_str().unwrap(), &id])?;
+        ensure!(
+            out.code == 0
+                && out.stdout
+                    == "ioprio=3/0 policy=0 nice=-3 rtprio=0 cpus=0 mempolicy=2 nodes=0\n",
+            "{out}"
+        );
+        env.lxcri_ok(&["kill", &id, "KILL"])?;
+        reaper.wait(pid, Duration::from_secs(10))?;
+        env.lxcri_ok(&["delete", "--force", &id])?;
+        drop(reaper);
+        env.finish()
+    })());
+}

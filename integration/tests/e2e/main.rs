@@ -33,6 +33,7 @@ mod seccomp;
 mod spec;
 mod spec_linux;
 mod spec_mounts;
+mod spec_process;
 mod spec_resources;
 mod terminal;
 mod util;

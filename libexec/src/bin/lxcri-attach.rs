@@ -46,6 +46,17 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
         Ok(None) => return Err("the runtime closed the channel".into()),
         Err(e) => return Err(format!("receive exec: {e}")),
     };
+    // `execCPUAffinity.initial`: this helper, which enters the container, runs on
+    // those CPUs (the attached child inherits them) until the process sets its
+    // final affinity, as runc's exec does.
+    if let Some(cpus) = process
+        .cpu_affinity
+        .as_ref()
+        .and_then(|a| a.initial.as_ref())
+    {
+        lxcri_libexec::process::set_cpu_affinity(cpus)
+            .map_err(|e| format!("error setting initial CPU affinity: {e}"))?;
+    }
     let (r, w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let wfd = w.as_raw_fd();

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
+pub mod netdevices;
 pub mod process;
 pub mod resources;
 pub mod root;
@@ -17,8 +18,8 @@ pub mod sysctl;
 
 use std::path::{Path, PathBuf};
 
-use lxcri_libexec::proto::{InitSpec, INIT_CMD};
-use oci_spec::runtime::Spec;
+use lxcri_libexec::proto::{CpuAffinity, InitSpec, INIT_CMD};
+use oci_spec::runtime::{Process, Spec};
 
 use crate::cgroup::Layout;
 use crate::error::SpecError;
@@ -48,6 +49,9 @@ pub struct Translation {
     pub cgroups: Cgroups,
     pub rootfs: PathBuf,
     pub hooks: hooks::Hooks,
+    /// `process.execCPUAffinity`: not applied to the init (as in runc); the
+    /// default of every exec that has none of its own.
+    pub exec_cpu_affinity: Option<CpuAffinity>,
 }
 
 /// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
@@ -76,28 +80,53 @@ fn check_paths(field: &str, paths: &[String]) -> Result<Vec<String>, SpecError> 
     Ok(paths.to_vec())
 }
 
-/// Refuse every `linux` field that is set but not translated yet.
-fn check_unsupported_linux(spec: &Spec) -> Result<(), SpecError> {
-    let Some(l) = spec.linux().as_ref() else {
-        return Ok(());
+/// Scheduler flag names as the runtime spec spells them, and as oci-spec 0.9
+/// (de)serializes them: its derived names differ for two flags.
+const SCHED_FLAG_SPELLINGS: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// Rewrite the runtime spec's scheduler flag names in a process object to
+/// oci-spec's.
+fn normalize_process(process: &mut serde_json::Value) {
+    let Some(flags) = process
+        .get_mut("scheduler")
+        .and_then(|s| s.get_mut("flags"))
+        .and_then(|f| f.as_array_mut())
+    else {
+        return;
     };
-    let set = [
-        ("linux.memoryPolicy", l.memory_policy().is_some()),
-        (
-            "linux.netDevices",
-            l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-    ];
-    match set.iter().find(|(_, s)| *s) {
-        Some((f, _)) => Err(SpecError::unsupported(*f)),
-        None => Ok(()),
+    for f in flags {
+        if let Some((_, ours)) = SCHED_FLAG_SPELLINGS
+            .iter()
+            .find(|(spec, _)| f.as_str() == Some(spec))
+        {
+            *f = serde_json::Value::from(*ours);
+        }
     }
+}
+
+/// Parse a bundle's config.json (use this, not `Spec::load`: it takes the
+/// runtime spec's spelling of `process.scheduler.flags`).
+pub fn parse_spec(data: &[u8]) -> Result<Spec, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(data)?;
+    if let Some(p) = v.get_mut("process") {
+        normalize_process(p);
+    }
+    serde_json::from_value(v)
+}
+
+/// Parse an exec's process JSON (like [`parse_spec`]).
+pub fn parse_process(data: &[u8]) -> Result<Process, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(data)?;
+    normalize_process(&mut v);
+    serde_json::from_value(v)
 }
 
 /// Translate a whole spec.
 pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     check_version(spec.version())?;
-    check_unsupported_linux(spec)?;
     let hooks = hooks::translate(spec)?;
     let mut lxc = LxcConfig::new();
     let log = ctx.rundir.join("lxc.log");
@@ -106,6 +135,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     security::translate(spec, ctx.host, &mut lxc)?;
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
     namespaces::translate(spec, &mut lxc)?;
+    netdevices::translate(spec, &crate::netaddr::global_addresses, &mut lxc)?;
     // The static init, exec'd from the sealed memfd the start helper provides.
     lxc.push("(runtime)", "lxc.init.cmd", INIT_CMD)?;
     lxc.push("(runtime)", "lxc.init.cwd", "/")?;
@@ -142,6 +172,9 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         if let Some(s) = l.seccomp() {
             init.process.seccomp = Some(seccomp::translate(s)?);
         }
+        if let Some(m) = l.memory_policy() {
+            init.process.memory_policy = Some(process::memory_policy(m)?);
+        }
         init.masked_paths = check_paths(
             "linux.maskedPaths",
             l.masked_paths().as_deref().unwrap_or_default(),
@@ -151,6 +184,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             l.readonly_paths().as_deref().unwrap_or_default(),
         )?;
     }
+    let exec_cpu_affinity = init.process.cpu_affinity.take();
     init.devices = devices::translate(spec)?;
     init.rootfs_propagation = root::propagation(spec)?;
     init.mount_propagation = init_mounts.propagation;
@@ -166,6 +200,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         cgroups,
         rootfs,
         hooks,
+        exec_cpu_affinity,
     })
 }
 
@@ -202,6 +237,48 @@ mod tests {
     }
 
     #[test]
+    fn runtime_spec_scheduler_flag_names_parse() {
+        let data = br#"{"ociVersion": "1.3.0", "root": {"path": "/"},
+            "process": {"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+              "scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK",
+                "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_KEEP_POLICY"]}}}"#;
+        let spec = parse_spec(data).unwrap();
+        let p = process::translate(&spec, Path::new("/nonexistent")).unwrap();
+        assert_eq!(p.scheduler.unwrap().flags, 0x01 | 0x04 | 0x08);
+        let process = br#"{"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                 "scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK"]}}"#;
+        // oci-spec alone refuses the runtime spec's name.
+        assert!(serde_json::from_slice::<Process>(process).is_err());
+        let p = parse_process(process).unwrap();
+        let p = process::translate_process(&p, Path::new("/nonexistent")).unwrap();
+        assert_eq!(p.scheduler.unwrap().flags, 0x01);
+    }
+
+    #[test]
+    fn exec_cpu_affinity_is_not_the_inits() {
+        let bundle = tempfile::tempdir().unwrap();
+        let rootfs = bundle.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        let text = CTR_SPEC.replace("@ROOTFS@", &rootfs.to_string_lossy());
+        let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        spec["process"]["execCPUAffinity"] = serde_json::json!({"initial": "0", "final": "1"});
+        spec["linux"]["memoryPolicy"] = serde_json::json!({"mode": "MPOL_BIND", "nodes": "0"});
+        let spec: Spec = serde_json::from_value(spec).unwrap();
+        let ctx = Context {
+            id: "t1",
+            bundle: bundle.path(),
+            rundir: Path::new("/run/lxcri/default/t1"),
+            layout: Layout::V1,
+            log_level: "WARN",
+            host: HostFeatures::default(),
+        };
+        let t = translate(&spec, &ctx).unwrap();
+        assert_eq!(t.init.process.cpu_affinity, None);
+        assert_eq!(t.exec_cpu_affinity.unwrap().final_cpus, Some(vec![1]));
+        assert_eq!(t.init.process.memory_policy.unwrap().mode, 2);
+    }
+
+    #[test]
     fn version_and_unsupported_fields() {
         let base = serde_json::json!({"ociVersion": "0.9.0", "root": {"path": "/"}});
         let s: Spec = serde_json::from_value(base).unwrap();
@@ -219,11 +296,6 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.intelRdt");
-        let s: Spec = serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"netDevices": {"eth1": {}}}
-        }))
-        .unwrap();
-        assert_eq!(translate(&s, &ctx).unwrap_err().field, "linux.netDevices");
         let s: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "root": {"path": "/"}, "process": {"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "linux": {"namespaces": [{"type": "mount"}]}

@@ -7,8 +7,13 @@
 
 use std::path::Path;
 
-use lxcri_libexec::proto::{capability_number, CapabilitySets, ProcessSpec, Rlimit};
-use oci_spec::runtime::{Capabilities, PosixRlimitType, Process, Spec};
+use lxcri_libexec::proto::{
+    capability_number, CapabilitySets, CpuAffinity, MemoryPolicy, ProcessSpec, Rlimit, SchedAttr,
+};
+use oci_spec::runtime::{
+    Capabilities, IOPriorityClass, LinuxMemoryPolicy, LinuxSchedulerFlag, LinuxSchedulerPolicy,
+    MemoryPolicyFlagType, MemoryPolicyModeType, PosixRlimitType, Process, Scheduler, Spec,
+};
 
 use crate::error::SpecError;
 
@@ -131,15 +136,28 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         host,
     )?;
     super::security::check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
-    if p.io_priority().is_some() {
-        return Err(SpecError::unsupported("process.ioPriority"));
-    }
-    if p.scheduler().is_some() {
-        return Err(SpecError::unsupported("process.scheduler"));
-    }
-    if p.exec_cpu_affinity().is_some() {
-        return Err(SpecError::unsupported("process.execCPUAffinity"));
-    }
+    let io_priority = match p.io_priority() {
+        None => None,
+        Some(io) => Some(io_priority(io.class(), io.priority())?),
+    };
+    let scheduler = p.scheduler().as_ref().map(scheduler).transpose()?;
+    let cpu_affinity = match p.exec_cpu_affinity() {
+        None => None,
+        Some(a) => {
+            let initial = cpu_list(
+                "process.execCPUAffinity.initial",
+                a.initial().as_deref().unwrap_or(""),
+            )?;
+            let final_cpus = cpu_list(
+                "process.execCPUAffinity.final",
+                a.cpu_affinity_final().as_deref().unwrap_or(""),
+            )?;
+            (initial.is_some() || final_cpus.is_some()).then_some(CpuAffinity {
+                initial,
+                final_cpus,
+            })
+        }
+    };
 
     let cwd = p.cwd().to_string_lossy().into_owned();
     no_nul("process.cwd", &cwd)?;
@@ -223,6 +241,195 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         }),
         // The container's filter (linux.seccomp), set by the caller.
         seccomp: None,
+        io_priority,
+        scheduler,
+        // The container's (linux.memoryPolicy), set by the caller.
+        memory_policy: None,
+        cpu_affinity,
+    })
+}
+
+/// `process.ioPriority` as ioprio_set(2) takes it (runc's validation).
+fn io_priority(class: IOPriorityClass, priority: i64) -> Result<u32, SpecError> {
+    if !(0..=7).contains(&priority) {
+        return Err(SpecError::new(
+            "process.ioPriority.priority",
+            format!("{priority} is outside 0..7"),
+        ));
+    }
+    let class: u32 = match class {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    Ok(class << 13 | priority as u32)
+}
+
+/// `process.scheduler` as sched_setattr(2) takes it, with runc's validation: nice
+/// in -20..19 for SCHED_OTHER and SCHED_BATCH, a priority only for SCHED_FIFO and
+/// SCHED_RR, runtime/deadline/period only for SCHED_DEADLINE.
+fn scheduler(s: &Scheduler) -> Result<SchedAttr, SpecError> {
+    use LinuxSchedulerPolicy as P;
+    let policy = *s.policy();
+    let nice = s.nice().unwrap_or(0);
+    if matches!(policy, P::SchedOther | P::SchedBatch) && !(-20..=19).contains(&nice) {
+        return Err(SpecError::new(
+            "process.scheduler.nice",
+            format!("{nice} is outside -20..19"),
+        ));
+    }
+    let priority = s.priority().unwrap_or(0);
+    if priority != 0 && !matches!(policy, P::SchedFifo | P::SchedRr) {
+        return Err(SpecError::new(
+            "process.scheduler.priority",
+            "can only be specified for the SCHED_FIFO or SCHED_RR policy",
+        ));
+    }
+    let priority = u32::try_from(priority).map_err(|_| {
+        SpecError::new(
+            "process.scheduler.priority",
+            format!("{priority} is negative"),
+        )
+    })?;
+    let (runtime, deadline, period) = (
+        s.runtime().unwrap_or(0),
+        s.deadline().unwrap_or(0),
+        s.period().unwrap_or(0),
+    );
+    if policy != P::SchedDeadline && (runtime != 0 || deadline != 0 || period != 0) {
+        let field = if runtime != 0 {
+            "runtime"
+        } else if deadline != 0 {
+            "deadline"
+        } else {
+            "period"
+        };
+        return Err(SpecError::new(
+            format!("process.scheduler.{field}"),
+            "can only be specified for the SCHED_DEADLINE policy",
+        ));
+    }
+    let policy = match policy {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => {
+            return Err(SpecError::new(
+                "process.scheduler.policy",
+                "SCHED_ISO is not implemented by Linux",
+            ))
+        }
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+            LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+            LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+            LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+            LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+            LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+            LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    Ok(SchedAttr {
+        policy,
+        flags,
+        nice,
+        priority,
+        runtime,
+        deadline,
+        period,
+    })
+}
+
+/// A CPU or NUMA node list ("0-3,5"), parsed like runc's `ToCPUSet`: spaces
+/// around elements and empty elements are allowed, numbers go up to 65536. An
+/// empty text is `None`.
+pub fn cpu_list(field: &str, text: &str) -> Result<Option<Vec<u32>>, SpecError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: String| SpecError::new(field, format!("{text:?}: {why}"));
+    let num = |v: &str| -> Result<u32, SpecError> {
+        let n: u32 = v
+            .parse()
+            .map_err(|_| bad(format!("{v:?} is not a number")))?;
+        if n > lxcri_libexec::process::MAX_CPU {
+            return Err(bad(format!(
+                "values larger than {} are not supported",
+                lxcri_libexec::process::MAX_CPU
+            )));
+        }
+        Ok(n)
+    };
+    let mut out = Vec::new();
+    for r in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        let (start, end) = match r.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(r)?, num(r)?),
+        };
+        if start > end {
+            return Err(bad(format!("invalid range {r}")));
+        }
+        out.extend(start..=end);
+    }
+    if out.is_empty() {
+        return Err(bad("no members".into()));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// `linux.memoryPolicy` for set_mempolicy(2), with runc's validation of the
+/// number of nodes per mode.
+pub fn memory_policy(m: &LinuxMemoryPolicy) -> Result<MemoryPolicy, SpecError> {
+    use MemoryPolicyModeType as M;
+    let nodes = cpu_list(
+        "linux.memoryPolicy.nodes",
+        m.nodes().as_deref().unwrap_or(""),
+    )?
+    .unwrap_or_default();
+    let mode = m.mode();
+    let (number, want_nodes) = match mode {
+        M::MpolDefault => (0, Some(false)),
+        M::MpolPreferred => (1, None),
+        M::MpolBind => (2, Some(true)),
+        M::MpolInterleave => (3, Some(true)),
+        M::MpolLocal => (4, Some(false)),
+        M::MpolPreferredMany => (5, Some(true)),
+        M::MpolWeightedInterleave => (6, Some(true)),
+    };
+    match want_nodes {
+        Some(false) if !nodes.is_empty() => {
+            return Err(SpecError::new(
+                "linux.memoryPolicy.nodes",
+                format!("mode {mode} takes no nodes"),
+            ))
+        }
+        Some(true) if nodes.is_empty() => {
+            return Err(SpecError::new(
+                "linux.memoryPolicy.nodes",
+                format!("mode {mode} needs at least one node"),
+            ))
+        }
+        _ => {}
+    }
+    let mut flags = 0;
+    for f in m.flags().iter().flatten() {
+        flags |= match f {
+            MemoryPolicyFlagType::MpolFNumaBalancing => 1 << 13,
+            MemoryPolicyFlagType::MpolFRelativeNodes => 1 << 14,
+            MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    Ok(MemoryPolicy {
+        mode: number | flags,
+        nodes,
     })
 }
 
@@ -323,6 +530,179 @@ mod tests {
         for (p, field) in cases {
             let e = translate(&spec(p), root.path()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn golden_io_priority_scheduler_affinity() {
+        let root = tempfile::tempdir().unwrap();
+        let s = spec(serde_json::json!({
+            "args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 5},
+            "scheduler": {"policy": "SCHED_BATCH", "nice": 7,
+                          "flags": ["SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MAX"]},
+            "execCPUAffinity": {"initial": "0", "final": "1-3,5"}
+        }));
+        let p = translate(&s, root.path()).unwrap();
+        assert_eq!(p.io_priority, Some(2 << 13 | 5));
+        assert_eq!(
+            p.scheduler,
+            Some(SchedAttr {
+                policy: 3,
+                flags: 0x10 | 0x40,
+                nice: 7,
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            p.cpu_affinity,
+            Some(CpuAffinity {
+                initial: Some(vec![0]),
+                final_cpus: Some(vec![1, 2, 3, 5])
+            })
+        );
+        let s = spec(serde_json::json!({
+            "args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "ioPriority": {"class": "IOPRIO_CLASS_RT", "priority": 0},
+            "scheduler": {"policy": "SCHED_DEADLINE", "runtime": 10000000,
+                          "deadline": 20000000, "period": 30000000},
+            "execCPUAffinity": {"final": "1"}
+        }));
+        let p = translate(&s, root.path()).unwrap();
+        assert_eq!(p.io_priority, Some(1 << 13));
+        assert_eq!(
+            p.scheduler,
+            Some(SchedAttr {
+                policy: 6,
+                runtime: 10_000_000,
+                deadline: 20_000_000,
+                period: 30_000_000,
+                ..Default::default()
+            })
+        );
+        assert_eq!(p.cpu_affinity.unwrap().initial, None);
+        let s = spec(serde_json::json!({
+            "args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 7},
+            "scheduler": {"policy": "SCHED_RR", "priority": 50}
+        }));
+        let p = translate(&s, root.path()).unwrap();
+        assert_eq!(p.io_priority, Some(3 << 13 | 7));
+        assert_eq!(
+            p.scheduler,
+            Some(SchedAttr {
+                policy: 2,
+                priority: 50,
+                ..Default::default()
+            })
+        );
+        assert_eq!(p.cpu_affinity, None);
+    }
+
+    #[test]
+    fn scheduler_and_io_priority_errors_name_the_field() {
+        let root = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                serde_json::json!({"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 8}}),
+                "process.ioPriority.priority",
+            ),
+            (
+                serde_json::json!({"scheduler": {"policy": "SCHED_OTHER", "nice": 20}}),
+                "process.scheduler.nice",
+            ),
+            (
+                serde_json::json!({"scheduler": {"policy": "SCHED_OTHER", "priority": 1}}),
+                "process.scheduler.priority",
+            ),
+            (
+                serde_json::json!({"scheduler": {"policy": "SCHED_FIFO", "priority": -1}}),
+                "process.scheduler.priority",
+            ),
+            (
+                serde_json::json!({"scheduler": {"policy": "SCHED_RR", "period": 1}}),
+                "process.scheduler.period",
+            ),
+            (
+                serde_json::json!({"scheduler": {"policy": "SCHED_ISO"}}),
+                "process.scheduler.policy",
+            ),
+            (
+                serde_json::json!({"execCPUAffinity": {"initial": "3-1"}}),
+                "process.execCPUAffinity.initial",
+            ),
+            (
+                serde_json::json!({"execCPUAffinity": {"final": "70000"}}),
+                "process.execCPUAffinity.final",
+            ),
+        ];
+        for (extra, field) in cases {
+            let mut p =
+                serde_json::json!({"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0}});
+            for (k, v) in extra.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            let e = translate(&spec(p), root.path()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        // Nice is not checked for the other policies (runc's rule).
+        let p = serde_json::json!({"args": ["a"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                                   "scheduler": {"policy": "SCHED_IDLE", "nice": 30}});
+        assert_eq!(
+            translate(&spec(p), root.path())
+                .unwrap()
+                .scheduler
+                .unwrap()
+                .nice,
+            30
+        );
+    }
+
+    #[test]
+    fn golden_memory_policy() {
+        let m = |v: serde_json::Value| memory_policy(&serde_json::from_value(v).unwrap());
+        assert_eq!(
+            m(serde_json::json!({"mode": "MPOL_BIND", "nodes": "0,2-3",
+                                 "flags": ["MPOL_F_STATIC_NODES"]}))
+            .unwrap(),
+            MemoryPolicy {
+                mode: 2 | 1 << 15,
+                nodes: vec![0, 2, 3]
+            }
+        );
+        assert_eq!(
+            m(serde_json::json!({"mode": "MPOL_INTERLEAVE", "nodes": "0",
+                                 "flags": ["MPOL_F_RELATIVE_NODES", "MPOL_F_NUMA_BALANCING"]}))
+            .unwrap(),
+            MemoryPolicy {
+                mode: 3 | 1 << 14 | 1 << 13,
+                nodes: vec![0]
+            }
+        );
+        assert_eq!(
+            m(serde_json::json!({"mode": "MPOL_PREFERRED"})).unwrap(),
+            MemoryPolicy {
+                mode: 1,
+                nodes: vec![]
+            }
+        );
+        assert_eq!(
+            m(serde_json::json!({"mode": "MPOL_LOCAL"})).unwrap().mode,
+            4
+        );
+        assert_eq!(
+            m(serde_json::json!({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "1"}))
+                .unwrap()
+                .mode,
+            6
+        );
+        for bad in [
+            serde_json::json!({"mode": "MPOL_BIND"}),
+            serde_json::json!({"mode": "MPOL_DEFAULT", "nodes": "0"}),
+            serde_json::json!({"mode": "MPOL_BIND", "nodes": ","}),
+            serde_json::json!({"mode": "MPOL_BIND", "nodes": "x"}),
+        ] {
+            assert_eq!(m(bad).unwrap_err().field, "linux.memoryPolicy.nodes");
         }
     }
 
