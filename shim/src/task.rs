@@ -829,7 +829,7 @@ impl TaskService {
             .spec
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("exec without a process spec".into()))?;
-        let process: oci_spec::runtime::Process = serde_json::from_slice(&spec.value)
+        let process: oci_spec::runtime::Process = runtime_core::spec::parse_process(&spec.value)
             .map_err(|e| Error::InvalidArgument(format!("exec process spec: {e}")))?;
         let mut tasks = self.tasks.lock().await;
         let t = tasks

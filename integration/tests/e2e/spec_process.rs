@@ -95,7 +95,10 @@ fn io_priority_and_scheduler(h: &mut Harness) -> Result<()> {
     let id = h.id("sched-exec");
     let mut spec = probe_spec(h, &id, &["/bin/sleep", "1000"])?;
     spec["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
-    spec["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 3});
+    // The runtime spec's flag name again: the shim parses each exec's process
+    // (ctr copies the container's) with runtime-core's parser too.
+    spec["process"]["scheduler"] =
+        json!({"policy": "SCHED_BATCH", "nice": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
     with_container(h, &id, &spec, |h, id| {
         // The init (pid 1 in the container) too.
         let out = exec(
