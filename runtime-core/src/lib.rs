@@ -9,6 +9,7 @@ pub mod features;
 pub mod lxcconf;
 pub mod spec;
 pub mod sys;
+pub mod userns;
 
 pub use container::{
     destroy, start_detached, Container, ContainerState, Exec, RuntimeConfig, Stdio, INIT_SOCKET,

@@ -48,6 +48,8 @@ pub struct Translation {
     pub cgroups: Cgroups,
     pub rootfs: PathBuf,
     pub hooks: hooks::Hooks,
+    /// A time namespace the start helper enters before liblxc's start.
+    pub join_time: Option<PathBuf>,
 }
 
 /// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
@@ -105,7 +107,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     lxc.push("(runtime)", "lxc.log.level", ctx.log_level)?;
     security::translate(spec, ctx.host, &mut lxc)?;
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
-    namespaces::translate(spec, &mut lxc)?;
+    let nss = namespaces::translate(spec, &mut lxc)?;
     // The static init, exec'd from the sealed memfd the start helper provides.
     lxc.push("(runtime)", "lxc.init.cmd", INIT_CMD)?;
     lxc.push("(runtime)", "lxc.init.cwd", "/")?;
@@ -166,6 +168,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         cgroups,
         rootfs,
         hooks,
+        join_time: nss.join_time,
     })
 }
 

@@ -22,6 +22,10 @@ pub struct Cgroups {
     pub monitor: PathBuf,
     /// Where liblxc parks the exiting monitor (it leaves `<pivot>/lxc.pivot`).
     pub pivot: PathBuf,
+    /// The paths are relative to the runtime's own cgroup in each hierarchy
+    /// (a relative `linux.cgroupsPath`, `lxc.cgroup.relative = 1`), not to the
+    /// hierarchy roots.
+    pub relative: bool,
 }
 
 /// The devices every container may use, as runc allows them (after the spec's own
@@ -629,10 +633,19 @@ pub fn translate(
     lxc: &mut LxcConfig,
 ) -> Result<Cgroups, SpecError> {
     let linux = spec.linux().as_ref();
-    let container = cgroup::container_path(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+    let path = linux.and_then(|l| l.cgroups_path().as_deref());
+    let container = cgroup::container_path(path, id)?;
+    // A relative path: liblxc joins it (and the monitor's) to the start helper's
+    // own cgroup in each hierarchy, the runtime's, which is runc's rule on v1. (On
+    // a pure v2 host the runtime makes the path absolute first, as runc does.)
+    let relative = cgroup::is_relative(path);
     let monitor = cgroup::monitor_path(&container);
     let path_str = |p: &Path| p.to_string_lossy().into_owned();
-    lxc.push("linux.cgroupsPath", "lxc.cgroup.relative", "0")?;
+    lxc.push(
+        "linux.cgroupsPath",
+        "lxc.cgroup.relative",
+        if relative { "1" } else { "0" },
+    )?;
     lxc.push(
         "linux.cgroupsPath",
         "lxc.cgroup.dir.container",
@@ -666,6 +679,7 @@ pub fn translate(
         container,
         monitor,
         pivot,
+        relative,
     })
 }
 
@@ -722,6 +736,31 @@ lxc.cgroup.pids.max = 100
             defaults("lxc.cgroup.")
         );
         assert_eq!(lxc.render(), want);
+    }
+
+    /// A relative cgroupsPath: `lxc.cgroup.relative = 1`, the paths as given.
+    #[test]
+    fn golden_relative_cgroups_path() {
+        let mut lxc = LxcConfig::new();
+        let s = spec(serde_json::json!({"cgroupsPath": "pod1/c1"}));
+        let cg = translate(&s, "c1", Layout::V1, &mut lxc).unwrap();
+        assert!(cg.relative);
+        assert_eq!(cg.container, PathBuf::from("pod1/c1"));
+        let want = format!(
+            "\
+lxc.cgroup.relative = 1
+lxc.cgroup.dir.container = pod1/c1
+lxc.cgroup.dir.monitor = lxcri.monitor/pod1/c1
+lxc.cgroup.dir.monitor.pivot = lxcri.monitor/pod1/c1.pivot
+lxc.cgroup.devices.deny = a *:* rwm
+{}",
+            defaults("lxc.cgroup.")
+        );
+        assert_eq!(lxc.render(), want);
+        let s = spec(serde_json::json!({"cgroupsPath": "system.slice:cri:c1"}));
+        let e = translate(&s, "c1", Layout::V1, &mut LxcConfig::new()).unwrap_err();
+        assert_eq!(e.field, "linux.cgroupsPath");
+        assert!(e.reason.contains("systemd"), "{e}");
     }
 
     #[test]
