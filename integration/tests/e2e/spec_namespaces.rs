@@ -9,11 +9,16 @@ use crate::{matrix, matrix_lxcri_v2};
 use anyhow::{bail, ensure, Context, Result};
 use lxcri_integration::{Harness, Runtime};
 use serde_json::{json, Value};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-matrix!(join_mount_namespace, join_user_namespace);
+matrix!(
+    join_mount_namespace,
+    join_user_namespace,
+    devices_in_user_namespace
+);
 // runc 1.1.5 has no time namespaces; ctr 1.6 drops the type from a --config spec.
 matrix_lxcri_v2!(join_time_namespace);
 
@@ -51,11 +56,12 @@ impl Holder {
             pid: child.id(),
             child,
         };
-        // The namespace unshare starts in (nsenter's target for the mount one).
-        let own = match mnt {
-            Some(m) if ns == "mnt" => std::fs::read_link(m)?,
-            _ => std::fs::read_link(format!("/proc/self/ns/{ns}"))?,
-        };
+        // The namespaces the holder passes through: the test's, and nsenter's
+        // target for the mount one.
+        let mut old = vec![std::fs::read_link(format!("/proc/self/ns/{ns}"))?];
+        if let Some(m) = mnt.filter(|_| ns == "mnt") {
+            old.push(std::fs::read_link(m)?);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if fork {
@@ -69,7 +75,7 @@ impl Holder {
                 }
             }
             let cur = std::fs::read_link(format!("/proc/{}/ns/{ns}", h.pid)).ok();
-            if cur.as_ref().is_some_and(|c| *c != own) {
+            if cur.as_ref().is_some_and(|c| !old.contains(c)) {
                 return Ok(h);
             }
             if Instant::now() > deadline {
@@ -199,5 +205,51 @@ fn join_time_namespace(h: &mut Harness) -> Result<()> {
         inside >= host + 864000.0 - 60.0,
         "uptime {inside} inside, {host} on the host"
     );
+    Ok(())
+}
+
+/// `linux.devices` with a new user namespace, where mknod is not allowed: the
+/// host's node at that path is bind-mounted (as runc does), so the container's
+/// /dev/fuse is the host's inode with its numbers.
+fn devices_in_user_namespace(h: &mut Harness) -> Result<()> {
+    chown_tree(Path::new(&h.rootfs()), 100000)?;
+    let _subids = SubIds::grant_root("100000:65536")?;
+    let host = std::fs::metadata("/dev/fuse").context("the host's /dev/fuse")?;
+    let id = h.id("userns-dev");
+    let script = "stat -c '%F %t:%T %i' /dev/fuse";
+    let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .context("namespaces")?
+        .push(json!({"type": "user"}));
+    spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    spec["linux"]["devices"] = json!([
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}
+    ]);
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    let dev = host.rdev();
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let line = format!("character special file {major:x}:{minor:x} {}", host.ino());
+    ensure!(
+        out.stdout.lines().next() == Some(line.as_str()),
+        "want {line:?}: {out}"
+    );
+    // A path the host lacks: lxcri's create fails naming the field (runc's too).
+    let id = h.id("userns-dev-missing");
+    let mut spec2 = spec.clone();
+    spec2["linux"]["cgroupsPath"] = json!(format!("/default/{id}"));
+    spec2["linux"]["devices"] = json!([
+        {"path": "/dev/lxe2e-missing", "type": "c", "major": 10, "minor": 229}
+    ]);
+    let out = run_spec(h, &id, &spec2)?;
+    ensure!(out.code != 0, "a device missing on the host was accepted: {out}");
+    if h.runtime == Runtime::Lxcri {
+        ensure!(out.stderr.contains("linux.devices[0].path"), "{out}");
+    }
+    let _ = h.ctr(&["container", "rm", &id]);
     Ok(())
 }

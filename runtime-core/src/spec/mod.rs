@@ -153,7 +153,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             l.readonly_paths().as_deref().unwrap_or_default(),
         )?;
     }
-    init.devices = devices::translate(spec)?;
+    init.devices = devices::translate(spec, &mut lxc)?;
     init.rootfs_propagation = root::propagation(spec)?;
     init.mount_propagation = init_mounts.propagation;
     init.recursive_readonly = init_mounts.recursive_readonly;
