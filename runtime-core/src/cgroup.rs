@@ -34,6 +34,87 @@ impl Layout {
     }
 }
 
+/// Where this host has the hugetlb controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hugetlb {
+    /// A v1 hierarchy (or the pure v2 host's unified one): liblxc sets limits.
+    Managed,
+    /// Only in the unified hierarchy of a hybrid host, which liblxc does not
+    /// configure (it ignores `lxc.cgroup2.*` there): the runtime writes the limits.
+    HybridUnified,
+    /// Nowhere.
+    Absent,
+}
+
+/// Where the hugetlb controller is, from the `/proc/cgroups` text and the
+/// unified hierarchy's root `cgroup.controllers` of a host of `layout` (None:
+/// no unified hierarchy mounted).
+pub fn hugetlb_place(layout: Layout, proc_cgroups: &str, unified: Option<&str>) -> Hugetlb {
+    let in_unified = unified.is_some_and(|c| c.split_whitespace().any(|c| c == "hugetlb"));
+    if layout == Layout::V2 {
+        return if in_unified {
+            Hugetlb::Managed
+        } else {
+            Hugetlb::Absent
+        };
+    }
+    let v1 = proc_cgroups.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 4 && f[0] == "hugetlb" && f[1] != "0" && f[3] == "1"
+    });
+    match (v1, in_unified) {
+        (true, _) => Hugetlb::Managed,
+        (false, true) => Hugetlb::HybridUnified,
+        (false, false) => Hugetlb::Absent,
+    }
+}
+
+/// The unified (cgroup2) one among `hierarchies` (or among the bases built on
+/// them), if any.
+pub fn unified_of(hierarchies: &[PathBuf]) -> Option<&PathBuf> {
+    hierarchies.iter().find(|h| {
+        nix::sys::statfs::statfs(h.as_path())
+            .is_ok_and(|st| st.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+    })
+}
+
+/// The hugetlb controller of this host (see [`hugetlb_place`]).
+pub fn detect_hugetlb(layout: Layout) -> Hugetlb {
+    let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let unified = unified_of(&hierarchies())
+        .and_then(|u| std::fs::read_to_string(u.join("cgroup.controllers")).ok());
+    hugetlb_place(layout, &proc_cgroups, unified.as_deref())
+}
+
+/// Enable `controller` for the cgroup `rel` below `base` in a cgroup2 hierarchy:
+/// `+controller` in `cgroup.subtree_control` of `base` and of each ancestor of
+/// `rel` that lacks it (as runc does on v2; it is never disabled again: other
+/// cgroups below may use it, and dirs the container created go with it).
+pub fn enable_v2_controller(base: &Path, rel: &Path, controller: &str) -> std::io::Result<()> {
+    let mut dir = base.to_path_buf();
+    let mut parents = vec![dir.clone()];
+    let comps: Vec<_> = rel.components().collect();
+    for c in &comps[..comps.len().saturating_sub(1)] {
+        dir.push(c);
+        parents.push(dir.clone());
+    }
+    for p in parents {
+        let f = p.join("cgroup.subtree_control");
+        let cur = std::fs::read_to_string(&f)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("read {}: {e}", f.display())))?;
+        if cur.split_whitespace().any(|c| c == controller) {
+            continue;
+        }
+        std::fs::write(&f, format!("+{controller}")).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("enable {controller} in {}: {e}", f.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The mount points of every cgroup hierarchy of this host (v1 controllers, named
 /// hierarchies and the unified one).
 pub fn hierarchies() -> Vec<PathBuf> {
@@ -451,6 +532,44 @@ mod tests {
             PathBuf::from("c1")
         );
         assert!(v2_relative_path("1:cpu:/\n", Path::new("c1")).is_err());
+    }
+
+    /// hugetlb on the three kinds of host: a v1 hierarchy (liblxc), only in the
+    /// unified hierarchy of a hybrid host (the runtime), pure v2 (liblxc).
+    #[test]
+    fn hugetlb_places() {
+        let v1 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t9\t3\t1\n";
+        let hybrid = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t0\t3\t1\n";
+        assert_eq!(hugetlb_place(Layout::V1, v1, Some("")), Hugetlb::Managed);
+        assert_eq!(hugetlb_place(Layout::V1, v1, None), Hugetlb::Managed);
+        assert_eq!(
+            hugetlb_place(Layout::V1, hybrid, Some("hugetlb\n")),
+            Hugetlb::HybridUnified
+        );
+        assert_eq!(hugetlb_place(Layout::V1, hybrid, Some("")), Hugetlb::Absent);
+        assert_eq!(hugetlb_place(Layout::V1, hybrid, None), Hugetlb::Absent);
+        assert_eq!(
+            hugetlb_place(Layout::V2, hybrid, Some("cpu memory hugetlb pids\n")),
+            Hugetlb::Managed
+        );
+        assert_eq!(hugetlb_place(Layout::V2, hybrid, Some("cpu memory\n")), Hugetlb::Absent);
+    }
+
+    #[test]
+    fn enables_a_controller_along_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path();
+        std::fs::create_dir_all(base.join("a/b/c")).unwrap();
+        std::fs::write(base.join("cgroup.subtree_control"), "cpu hugetlb").unwrap();
+        std::fs::write(base.join("a/cgroup.subtree_control"), "").unwrap();
+        std::fs::write(base.join("a/b/cgroup.subtree_control"), "").unwrap();
+        enable_v2_controller(base, Path::new("a/b/c"), "hugetlb").unwrap();
+        // Already there: untouched; missing: "+hugetlb" written (a plain file here).
+        let read = |p: &str| std::fs::read_to_string(base.join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "cpu hugetlb");
+        assert_eq!(read("a/cgroup.subtree_control"), "+hugetlb");
+        assert_eq!(read("a/b/cgroup.subtree_control"), "+hugetlb");
+        assert!(!base.join("a/b/c/cgroup.subtree_control").exists());
     }
 
     #[test]

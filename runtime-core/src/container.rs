@@ -423,6 +423,13 @@ impl Container {
         }
         // The dirs the container's cgroup paths are relative to: the hierarchy
         // roots, or the runtime's own cgroups for a relative cgroupsPath.
+        // Hugepage limits liblxc cannot apply here (hybrid host: hugetlb only in
+        // the unified hierarchy): written below, while the init waits.
+        let hugetlb_v2 = spec::resources::hugetlb_for_host(
+            &mut t.lxc,
+            cfg.layout,
+            cgroup::detect_hugetlb(cfg.layout),
+        )?;
         let hierarchies = if t.cgroups.relative {
             own_cgroup_bases()?
         } else {
@@ -554,6 +561,9 @@ impl Container {
                 .map_err(|source| Error::Sys { op: "dup", source })?,
         );
 
+        if !hugetlb_v2.is_empty() {
+            set_unified_hugetlb(&hierarchies, &t.cgroups.container, &hugetlb_v2).map_err(fail)?;
+        }
         let mut init = t.init.clone();
         init.hooks = InitHooks {
             start_container: t.hooks.start_container.clone(),
@@ -914,6 +924,31 @@ fn own_cgroup_bases() -> Result<Vec<PathBuf>> {
     let (mountinfo, own) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
     cgroup::own_bases(&mountinfo, &own)
         .map_err(|e| crate::error::SpecError::new("linux.cgroupsPath", e).into())
+}
+
+/// Write hugepage limits (`hugetlb.<size>.max`) into the container's cgroup of
+/// the unified hierarchy of a hybrid host, enabling the controller along the
+/// path first. Runs while the init waits at the barrier, before any of the
+/// container's own code.
+fn set_unified_hugetlb(
+    hierarchies: &[PathBuf],
+    rel: &Path,
+    limits: &[(String, String)],
+) -> std::result::Result<(), String> {
+    let unified = cgroup::unified_of(hierarchies)
+        .ok_or("linux.resources.hugepageLimits: no unified cgroup hierarchy for hugetlb")?;
+    cgroup::enable_v2_controller(unified, rel, "hugetlb")
+        .map_err(|e| format!("linux.resources.hugepageLimits: {e}"))?;
+    for (file, value) in limits {
+        let p = unified.join(rel).join(file);
+        fs::write(&p, value).map_err(|e| {
+            format!(
+                "linux.resources.hugepageLimits: write {value} to {}: {e}",
+                p.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// What a failed create has made so far.

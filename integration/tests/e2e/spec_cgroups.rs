@@ -1,13 +1,13 @@
 //! Issue 4: `linux.cgroupsPath` forms beyond the absolute one.
 
 use crate::matrix;
-use crate::util::{default_spec, run_spec};
+use crate::util::{default_spec, remove, run_spec, run_spec_detached, wait_status};
 use anyhow::{ensure, Context, Result};
 use lxcri_integration::{Harness, Runtime};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-matrix!(relative_cgroups_path);
+matrix!(relative_cgroups_path, hugepage_limits_hybrid);
 
 /// `(hierarchy id:controllers, path)` of each line of a /proc/<pid>/cgroup text.
 fn cgroup_lines(text: &str) -> Vec<(String, String)> {
@@ -85,5 +85,46 @@ fn relative_cgroups_path(h: &mut Harness) -> Result<()> {
         );
         let _ = h.ctr(&["container", "rm", &id]);
     }
+    Ok(())
+}
+
+/// `linux.resources.hugepageLimits` on this hybrid host, whose hugetlb
+/// controller is only in the unified hierarchy (liblxc writes v1 keys only):
+/// lxcri enables hugetlb down the path and writes `hugetlb.2MB.max` itself
+/// before the container runs. runc 1.1.5 fails the create here ("cannot set
+/// hugetlb limit": it looks for a v1 hugetlb hierarchy only), which the runc
+/// run asserts; lxcri honours the limit instead. The container's unified
+/// cgroup is gone afterwards (and the leak check).
+fn hugepage_limits_hybrid(h: &mut Harness) -> Result<()> {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let controllers = std::fs::read_to_string(unified.join("cgroup.controllers"))?;
+    ensure!(
+        controllers.split_whitespace().any(|c| c == "hugetlb"),
+        "this scenario expects hugetlb in the unified hierarchy: {controllers:?}"
+    );
+    let id = h.id("hugetlb");
+    let mut spec = default_spec(h, &id, &["/bin/sleep", "600"])?;
+    spec["linux"]["resources"]["hugepageLimits"] =
+        json!([{"pageSize": "2MB", "limit": 4194304}]);
+    if h.runtime == Runtime::Runc {
+        let out = run_spec(h, &id, &spec)?;
+        ensure!(
+            out.code != 0 && out.stderr.contains("cannot set hugetlb limit"),
+            "runc 1.1.5 was expected to refuse: {out}"
+        );
+        let _ = h.ctr(&["container", "rm", &id]);
+        return Ok(());
+    }
+    run_spec_detached(h, &id, &spec)?;
+    let checked = wait_status(h, &id, "RUNNING").and_then(|_| {
+        let f = unified.join(format!("default/{id}/hugetlb.2MB.max"));
+        let v = std::fs::read_to_string(&f).with_context(|| f.display().to_string())?;
+        ensure!(v.trim() == "4194304", "{}: {v:?}", f.display());
+        Ok(())
+    });
+    let cleanup = remove(h, &id);
+    checked.and(cleanup)?;
+    let dir = unified.join(format!("default/{id}"));
+    ensure!(!dir.exists(), "{} left", dir.display());
     Ok(())
 }
