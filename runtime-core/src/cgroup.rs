@@ -251,7 +251,11 @@ pub fn v2_relative_path(proc_cgroup: &str, rel: &Path) -> Result<PathBuf, String
         .find_map(|l| l.strip_prefix("0::"))
         .ok_or("no cgroup v2 line in /proc/self/cgroup")?;
     let parent = Path::new(own).parent().unwrap_or(Path::new("/"));
-    Ok(parent.join(rel).strip_prefix("/").map_err(|e| e.to_string())?.to_path_buf())
+    Ok(parent
+        .join(rel)
+        .strip_prefix("/")
+        .map_err(|e| e.to_string())?
+        .to_path_buf())
 }
 
 /// The cgroup of the LXC monitor (our start helper): beside, not inside, the
@@ -538,8 +542,10 @@ mod tests {
     /// unified hierarchy of a hybrid host (the runtime), pure v2 (liblxc).
     #[test]
     fn hugetlb_places() {
-        let v1 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t9\t3\t1\n";
-        let hybrid = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t0\t3\t1\n";
+        let v1 =
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t9\t3\t1\n";
+        let hybrid =
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t0\t3\t1\n";
         assert_eq!(hugetlb_place(Layout::V1, v1, Some("")), Hugetlb::Managed);
         assert_eq!(hugetlb_place(Layout::V1, v1, None), Hugetlb::Managed);
         assert_eq!(
@@ -552,7 +558,10 @@ mod tests {
             hugetlb_place(Layout::V2, hybrid, Some("cpu memory hugetlb pids\n")),
             Hugetlb::Managed
         );
-        assert_eq!(hugetlb_place(Layout::V2, hybrid, Some("cpu memory\n")), Hugetlb::Absent);
+        assert_eq!(
+            hugetlb_place(Layout::V2, hybrid, Some("cpu memory\n")),
+            Hugetlb::Absent
+        );
     }
 
     #[test]

@@ -910,7 +910,8 @@ fn resolve_v2_relative_cgroup(layout: Layout, spec: &mut Spec) -> Result<()> {
         return Ok(());
     }
     let rel = path.unwrap_or_default();
-    let own = fs::read_to_string("/proc/self/cgroup").ctx("read", Path::new("/proc/self/cgroup"))?;
+    let own =
+        fs::read_to_string("/proc/self/cgroup").ctx("read", Path::new("/proc/self/cgroup"))?;
     let abs = cgroup::v2_relative_path(&own, &rel)
         .map_err(|e| crate::error::SpecError::new("linux.cgroupsPath", e))?;
     linux.set_cgroups_path(Some(Path::new("/").join(abs)));

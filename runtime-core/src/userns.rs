@@ -132,7 +132,8 @@ mod tests {
     #[test]
     fn parses_maps() {
         assert_eq!(
-            parse_map("         0     100000      65536\n      1000     200000          1\n").unwrap(),
+            parse_map("         0     100000      65536\n      1000     200000          1\n")
+                .unwrap(),
             vec![
                 IdMap {
                     container: 0,
@@ -166,7 +167,10 @@ mod tests {
         let ns = format!("/proc/{}/ns/user", holder.id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while fs::read_link(&ns).ok() == fs::read_link("/proc/self/ns/user").ok() {
-            assert!(std::time::Instant::now() < deadline, "unshare did not unshare");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare did not unshare"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let dir = format!("/proc/{}", holder.id());
@@ -178,13 +182,25 @@ mod tests {
         let got = got.unwrap();
         assert_eq!(
             got.uids,
-            vec![IdMap { container: 0, host: 100000, size: 65536 }]
+            vec![IdMap {
+                container: 0,
+                host: 100000,
+                size: 65536
+            }]
         );
         assert_eq!(
             got.gids,
             vec![
-                IdMap { container: 0, host: 200000, size: 1000 },
-                IdMap { container: 1000, host: 300000, size: 1 }
+                IdMap {
+                    container: 0,
+                    host: 200000,
+                    size: 1000
+                },
+                IdMap {
+                    container: 1000,
+                    host: 300000,
+                    size: 1
+                }
             ]
         );
     }

@@ -104,8 +104,7 @@ fn hugepage_limits_hybrid(h: &mut Harness) -> Result<()> {
     );
     let id = h.id("hugetlb");
     let mut spec = default_spec(h, &id, &["/bin/sleep", "600"])?;
-    spec["linux"]["resources"]["hugepageLimits"] =
-        json!([{"pageSize": "2MB", "limit": 4194304}]);
+    spec["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
     if h.runtime == Runtime::Runc {
         let out = run_spec(h, &id, &spec)?;
         ensure!(

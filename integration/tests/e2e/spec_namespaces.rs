@@ -65,11 +65,9 @@ impl Holder {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if fork {
-                let children = std::fs::read_to_string(format!(
-                    "/proc/{0}/task/{0}/children",
-                    h.child.id()
-                ))
-                .unwrap_or_default();
+                let children =
+                    std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", h.child.id()))
+                        .unwrap_or_default();
                 if let Some(p) = children.split_whitespace().next() {
                     h.pid = p.parse()?;
                 }
@@ -123,11 +121,7 @@ fn join_mount_namespace(h: &mut Harness) -> Result<()> {
     // namespace, where runc needs only the rootfs: the holder's namespace is a
     // copy of the daemon's (which has its own /run/containerd), as a pod
     // sandbox's would be. slave: nothing of the container's comes back.
-    let daemon_mnt = h
-        .ctd
-        .mountinfo()
-        .with_file_name("ns")
-        .join("mnt");
+    let daemon_mnt = h.ctd.mountinfo().with_file_name("ns").join("mnt");
     let holder = Holder::spawn_in(
         Some(&daemon_mnt),
         &["--mount", "--propagation", "slave"],
@@ -140,7 +134,10 @@ fn join_mount_namespace(h: &mut Harness) -> Result<()> {
     let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
     join(&mut spec, "mount", &holder.ns_path("mnt"))?;
     let out = run_spec(h, &id, &spec)?.ok()?;
-    ensure!(out.stdout == format!("{want}\nrootfs\n"), "want {want}: {out}");
+    ensure!(
+        out.stdout == format!("{want}\nrootfs\n"),
+        "want {want}: {out}"
+    );
     Ok(())
 }
 
@@ -195,7 +192,10 @@ fn join_time_namespace(h: &mut Harness) -> Result<()> {
     let out = run_spec(h, &id, &spec)?.ok()?;
     let mut lines = out.stdout.lines();
     ensure!(lines.next() == Some(want.as_str()), "want {want}: {out}");
-    let inside: f64 = lines.next().and_then(|v| v.parse().ok()).context("uptime")?;
+    let inside: f64 = lines
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("uptime")?;
     let host: f64 = std::fs::read_to_string("/proc/uptime")?
         .split_whitespace()
         .next()
@@ -246,7 +246,10 @@ fn devices_in_user_namespace(h: &mut Harness) -> Result<()> {
         {"path": "/dev/lxe2e-missing", "type": "c", "major": 10, "minor": 229}
     ]);
     let out = run_spec(h, &id, &spec2)?;
-    ensure!(out.code != 0, "a device missing on the host was accepted: {out}");
+    ensure!(
+        out.code != 0,
+        "a device missing on the host was accepted: {out}"
+    );
     if h.runtime == Runtime::Lxcri {
         ensure!(out.stderr.contains("linux.devices[0].path"), "{out}");
     }

@@ -374,7 +374,8 @@ mod tests {
         );
         // Mappings equal to the namespace's are fine, others are an error.
         let nums: Vec<u64> = u[0].split(' ').map(|n| n.parse().unwrap()).collect();
-        let same = serde_json::json!([{"containerID": nums[0], "hostID": nums[1], "size": nums[2]}]);
+        let same =
+            serde_json::json!([{"containerID": nums[0], "hostID": nums[1], "size": nums[2]}]);
         let mut s = spec(serde_json::json!({"linux": {
             "namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}],
             "uidMappings": same, "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}}));

@@ -618,7 +618,12 @@ pub fn hugetlb_for_host(
     const PREFIX: &str = "lxc.cgroup.hugetlb.";
     const FIELD: &str = "linux.resources.hugepageLimits";
     if layout == Layout::V2 {
-        if place == cgroup::Hugetlb::Absent && lxc.items().iter().any(|(k, _)| k.starts_with("lxc.cgroup2.hugetlb.")) {
+        if place == cgroup::Hugetlb::Absent
+            && lxc
+                .items()
+                .iter()
+                .any(|(k, _)| k.starts_with("lxc.cgroup2.hugetlb."))
+        {
             return Err(SpecError::new(FIELD, "no hugetlb controller on this host"));
         }
         return Ok(Vec::new());
@@ -829,7 +834,9 @@ lxc.cgroup.pids.max = 100
         let mut lxc = LxcConfig::new();
         translate(&spec(serde_json::json!({})), "c1", Layout::V1, &mut lxc).unwrap();
         let before = lxc.render();
-        assert!(hugetlb_for_host(&mut lxc, Layout::V1, Hugetlb::Absent).unwrap().is_empty());
+        assert!(hugetlb_for_host(&mut lxc, Layout::V1, Hugetlb::Absent)
+            .unwrap()
+            .is_empty());
         assert_eq!(lxc.render(), before);
     }
 
