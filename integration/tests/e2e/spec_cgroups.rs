@@ -7,7 +7,11 @@ use lxcri_integration::{Harness, Runtime};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-matrix!(relative_cgroups_path, hugepage_limits_hybrid);
+matrix!(
+    relative_cgroups_path,
+    hugepage_limits_hybrid,
+    net_cls_and_net_prio
+);
 
 /// `(hierarchy id:controllers, path)` of each line of a /proc/<pid>/cgroup text.
 fn cgroup_lines(text: &str) -> Vec<(String, String)> {
@@ -55,6 +59,10 @@ fn relative_cgroups_path(h: &mut Harness) -> Result<()> {
     let inside = cgroup_lines(&out.stdout);
     let mut dirs = Vec::new();
     for (key, path) in &own {
+        // A hierarchy mounted nowhere here holds no container.
+        let Ok(mount) = mount_point(key) else {
+            continue;
+        };
         let want = Path::new(path).join(&rel);
         let got = inside.iter().find(|(k, _)| k == key).map(|(_, p)| p);
         ensure!(
@@ -62,7 +70,7 @@ fn relative_cgroups_path(h: &mut Harness) -> Result<()> {
             "hierarchy {key}: want {}, got {got:?}\n{out}",
             want.display()
         );
-        let base = mount_point(key)?.join(path.trim_start_matches('/'));
+        let base = mount.join(path.trim_start_matches('/'));
         dirs.push(base.join(&rel));
         if h.runtime == Runtime::Lxcri {
             dirs.push(base.join("lxcri.monitor"));
@@ -126,4 +134,133 @@ fn hugepage_limits_hybrid(h: &mut Harness) -> Result<()> {
     let dir = unified.join(format!("default/{id}"));
     ensure!(!dir.exists(), "{} left", dir.display());
     Ok(())
+}
+
+/// A v1 `net_cls,net_prio` hierarchy mounted in the daemon's private mount
+/// namespace (as a Debian hybrid host has it; this host mounts it nowhere), for
+/// one scenario: unmounted and its mount point removed when dropped, after the
+/// dirs left in it (the namespace parent) are removed, so that the hierarchy
+/// disappears.
+struct NetClsMount {
+    ns: PathBuf,
+    /// The mount point as seen from here, through /proc/<daemon>/root.
+    seen: PathBuf,
+}
+
+const NET_CLS: &str = "/sys/fs/cgroup/net_cls,net_prio";
+
+impl NetClsMount {
+    fn mount(h: &Harness) -> Result<NetClsMount> {
+        let proc_dir = h.ctd.mountinfo().with_file_name("");
+        let ns = proc_dir.join("ns/mnt");
+        let seen = proc_dir.join("root").join(NET_CLS.trim_start_matches('/'));
+        ensure!(!Path::new(NET_CLS).exists(), "{NET_CLS} exists already");
+        std::fs::create_dir(NET_CLS)?;
+        let m = NetClsMount { ns, seen };
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--mount={}", m.ns.display()))
+            .args([
+                "mount",
+                "-t",
+                "cgroup",
+                "-o",
+                "net_cls,net_prio",
+                "cgroup",
+                NET_CLS,
+            ])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "mount net_cls,net_prio: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(m)
+    }
+}
+
+/// Whether net_cls is bound to a v1 hierarchy (/proc/cgroups).
+fn net_cls_bound() -> Result<bool> {
+    let text = std::fs::read_to_string("/proc/cgroups")?;
+    Ok(text.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 2 && f[0] == "net_cls" && f[1] != "0"
+    }))
+}
+
+impl NetClsMount {
+    /// Unmount; the kernel frees a v1 hierarchy only when its last mount goes
+    /// while it has no child cgroups, so if it is still bound afterwards, mount
+    /// it once more in a private namespace, remove every dir left in it, and
+    /// unmount that. Fails when the hierarchy cannot be made to disappear.
+    fn unmount(&mut self) -> Result<()> {
+        for d in ["lxcri.monitor/default", "lxcri.monitor", "default"] {
+            let _ = std::fs::remove_dir(self.seen.join(d));
+        }
+        let _ = std::process::Command::new("nsenter")
+            .arg(format!("--mount={}", self.ns.display()))
+            .args(["umount", NET_CLS])
+            .status();
+        let _ = std::fs::remove_dir(NET_CLS);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if net_cls_bound()? {
+            let script = "d=$(mktemp -d) && mount -t cgroup -o net_cls,net_prio cgroup $d && \
+                          find $d -mindepth 1 -depth -type d -exec rmdir {} \\; ; umount $d; rmdir $d";
+            std::process::Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sh", "-c", script])
+                .status()?;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        ensure!(
+            !net_cls_bound()?,
+            "the net_cls,net_prio hierarchy stays (/proc/cgroups)"
+        );
+        Ok(())
+    }
+}
+
+impl Drop for NetClsMount {
+    fn drop(&mut self) {
+        if Path::new(NET_CLS).exists() || net_cls_bound().unwrap_or(false) {
+            let _ = self.unmount();
+        }
+    }
+}
+
+/// `linux.resources.network` (classID, priorities) with a net_cls,net_prio
+/// hierarchy mounted for the scenario: the container's net_cls.classid and
+/// net_prio.ifpriomap hold the values; nothing is left in the hierarchy.
+fn net_cls_and_net_prio(h: &mut Harness) -> Result<()> {
+    let mut mount = NetClsMount::mount(h)?;
+    let id = h.id("netcls");
+    let mut spec = default_spec(h, &id, &["/bin/sleep", "600"])?;
+    spec["linux"]["resources"]["network"] =
+        json!({"classID": 1048577, "priorities": [{"name": "lo", "priority": 5}]});
+    run_spec_detached(h, &id, &spec)?;
+    let cg = mount.seen.join(format!("default/{id}"));
+    let checked = wait_status(h, &id, "RUNNING").and_then(|_| {
+        let read = |f: &str| {
+            std::fs::read_to_string(cg.join(f)).with_context(|| format!("{}/{f}", cg.display()))
+        };
+        let classid = read("net_cls.classid")?;
+        ensure!(classid.trim() == "1048577", "net_cls.classid {classid:?}");
+        let prio = read("net_prio.ifpriomap")?;
+        ensure!(
+            prio.lines().any(|l| l == "lo 5"),
+            "net_prio.ifpriomap {prio:?}"
+        );
+        Ok(())
+    });
+    let cleanup = remove(h, &id);
+    checked.and(cleanup)?;
+    let mut left = Vec::new();
+    for d in [
+        cg.clone(),
+        mount.seen.join(format!("lxcri.monitor/default/{id}")),
+    ] {
+        if d.exists() {
+            left.push(d);
+        }
+    }
+    ensure!(left.is_empty(), "left in net_cls,net_prio: {left:?}");
+    mount.unmount()
 }
