@@ -34,6 +34,87 @@ impl Layout {
     }
 }
 
+/// Where this host has the hugetlb controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hugetlb {
+    /// A v1 hierarchy (or the pure v2 host's unified one): liblxc sets limits.
+    Managed,
+    /// Only in the unified hierarchy of a hybrid host, which liblxc does not
+    /// configure (it ignores `lxc.cgroup2.*` there): the runtime writes the limits.
+    HybridUnified,
+    /// Nowhere.
+    Absent,
+}
+
+/// Where the hugetlb controller is, from the `/proc/cgroups` text and the
+/// unified hierarchy's root `cgroup.controllers` of a host of `layout` (None:
+/// no unified hierarchy mounted).
+pub fn hugetlb_place(layout: Layout, proc_cgroups: &str, unified: Option<&str>) -> Hugetlb {
+    let in_unified = unified.is_some_and(|c| c.split_whitespace().any(|c| c == "hugetlb"));
+    if layout == Layout::V2 {
+        return if in_unified {
+            Hugetlb::Managed
+        } else {
+            Hugetlb::Absent
+        };
+    }
+    let v1 = proc_cgroups.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 4 && f[0] == "hugetlb" && f[1] != "0" && f[3] == "1"
+    });
+    match (v1, in_unified) {
+        (true, _) => Hugetlb::Managed,
+        (false, true) => Hugetlb::HybridUnified,
+        (false, false) => Hugetlb::Absent,
+    }
+}
+
+/// The unified (cgroup2) one among `hierarchies` (or among the bases built on
+/// them), if any.
+pub fn unified_of(hierarchies: &[PathBuf]) -> Option<&PathBuf> {
+    hierarchies.iter().find(|h| {
+        nix::sys::statfs::statfs(h.as_path())
+            .is_ok_and(|st| st.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+    })
+}
+
+/// The hugetlb controller of this host (see [`hugetlb_place`]).
+pub fn detect_hugetlb(layout: Layout) -> Hugetlb {
+    let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let unified = unified_of(&hierarchies())
+        .and_then(|u| std::fs::read_to_string(u.join("cgroup.controllers")).ok());
+    hugetlb_place(layout, &proc_cgroups, unified.as_deref())
+}
+
+/// Enable `controller` for the cgroup `rel` below `base` in a cgroup2 hierarchy:
+/// `+controller` in `cgroup.subtree_control` of `base` and of each ancestor of
+/// `rel` that lacks it (as runc does on v2; it is never disabled again: other
+/// cgroups below may use it, and dirs the container created go with it).
+pub fn enable_v2_controller(base: &Path, rel: &Path, controller: &str) -> std::io::Result<()> {
+    let mut dir = base.to_path_buf();
+    let mut parents = vec![dir.clone()];
+    let comps: Vec<_> = rel.components().collect();
+    for c in &comps[..comps.len().saturating_sub(1)] {
+        dir.push(c);
+        parents.push(dir.clone());
+    }
+    for p in parents {
+        let f = p.join("cgroup.subtree_control");
+        let cur = std::fs::read_to_string(&f)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("read {}: {e}", f.display())))?;
+        if cur.split_whitespace().any(|c| c == controller) {
+            continue;
+        }
+        std::fs::write(&f, format!("+{controller}")).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("enable {controller} in {}: {e}", f.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The mount points of every cgroup hierarchy of this host (v1 controllers, named
 /// hierarchies and the unified one).
 pub fn hierarchies() -> Vec<PathBuf> {
@@ -63,8 +144,10 @@ fn parse_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Validate `linux.cgroupsPath` and return it relative to the hierarchy roots
-/// (no leading slash). An empty path gives `lxcri/<id>`.
+/// Validate `linux.cgroupsPath` and return it without a leading slash: relative
+/// to the hierarchy roots when it is absolute, to the runtime's own cgroups (see
+/// [`is_relative`], [`own_bases`]) when it is relative. An empty path gives
+/// `lxcri/<id>` (under the hierarchy roots).
 pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, SpecError> {
     const FIELD: &str = "linux.cgroupsPath";
     let Some(p) = cgroups_path.filter(|p| !p.as_os_str().is_empty()) else {
@@ -84,14 +167,6 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, 
             )
         };
         return Err(SpecError::new(FIELD, reason));
-    }
-    if !p.is_absolute() {
-        // runc takes a relative path relative to the runtime's own cgroup in each
-        // hierarchy, which lxcri's single recorded path cannot express yet.
-        return Err(SpecError::new(
-            FIELD,
-            format!("relative cgroup paths ({s:?}) are not supported yet: give an absolute path"),
-        ));
     }
     let mut rel = PathBuf::new();
     for c in p.components() {
@@ -113,6 +188,74 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, 
         ));
     }
     Ok(rel)
+}
+
+/// Whether `linux.cgroupsPath` is relative: runc (cgroupfs driver) then places
+/// the container relative to its own cgroup in each v1 hierarchy, and below the
+/// parent of its own cgroup on a pure cgroup v2 host.
+pub fn is_relative(cgroups_path: Option<&Path>) -> bool {
+    cgroups_path.is_some_and(|p| !p.as_os_str().is_empty() && !p.is_absolute())
+}
+
+/// The caller's own cgroup in each hierarchy of `mountinfo` (as absolute dirs,
+/// in mount order), from `/proc/self/cgroup` text: the bases a relative
+/// `linux.cgroupsPath` is joined to on a v1 or hybrid host. liblxc computes the
+/// same bases for `lxc.cgroup.relative = 1` from the start helper's
+/// /proc/self/cgroup (the helper inherits the runtime's cgroups): the cgroup's
+/// path joined to the hierarchy's mount point.
+pub fn own_bases(mountinfo: &str, proc_cgroup: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        let fstype = post.next().unwrap_or("");
+        let super_opts: Vec<&str> = post.nth(1).unwrap_or("").split(',').collect();
+        let Some(mp) = pre.split_whitespace().nth(4) else {
+            continue;
+        };
+        let own = match fstype {
+            "cgroup2" => proc_cgroup
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(str::to_string),
+            "cgroup" => proc_cgroup.lines().find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let ctrls: Vec<&str> = ctrls.split(',').collect();
+                let same = !ctrls.is_empty()
+                    && !ctrls[0].is_empty()
+                    && ctrls.iter().all(|c| super_opts.contains(c));
+                same.then(|| path.to_string())
+            }),
+            _ => continue,
+        };
+        let own = own.ok_or_else(|| {
+            format!("no line of /proc/self/cgroup for the cgroup hierarchy at {mp}")
+        })?;
+        let base = Path::new(mp).join(own.trim_start_matches('/'));
+        if !out.contains(&base) {
+            out.push(base);
+        }
+    }
+    Ok(out)
+}
+
+/// The absolute cgroup (without the leading slash) of a relative `cgroupsPath`
+/// on a pure cgroup v2 host, as runc makes it: below the parent of the caller's
+/// own cgroup (which holds processes, so it cannot delegate controllers).
+pub fn v2_relative_path(proc_cgroup: &str, rel: &Path) -> Result<PathBuf, String> {
+    let own = proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("no cgroup v2 line in /proc/self/cgroup")?;
+    let parent = Path::new(own).parent().unwrap_or(Path::new("/"));
+    Ok(parent
+        .join(rel)
+        .strip_prefix("/")
+        .map_err(|e| e.to_string())?
+        .to_path_buf())
 }
 
 /// The cgroup of the LXC monitor (our start helper): beside, not inside, the
@@ -322,12 +465,120 @@ mod tests {
         assert!(container_path(Some(Path::new("/a/../b")), "x").is_err());
         assert!(container_path(Some(Path::new("/")), "x").is_err());
         assert!(container_path(Some(Path::new("/a\nb")), "x").is_err());
+        assert_eq!(
+            container_path(Some(Path::new("pod1/c1")), "c1").unwrap(),
+            PathBuf::from("pod1/c1")
+        );
+        assert!(container_path(Some(Path::new("../c1")), "c1").is_err());
+        assert!(is_relative(Some(Path::new("pod1/c1"))));
+        assert!(!is_relative(Some(Path::new("/pod1/c1"))));
+        assert!(!is_relative(Some(Path::new(""))) && !is_relative(None));
         let e = container_path(Some(Path::new("system.slice:cri:x")), "x").unwrap_err();
         assert_eq!(e.field, "linux.cgroupsPath");
         assert_eq!(
             monitor_path(Path::new("default/t1")),
             PathBuf::from("lxcri.monitor/default/t1")
         );
+    }
+
+    /// A relative cgroupsPath on this kind of host: the bases are the runtime's
+    /// own cgroup in each hierarchy (here memory is below a manager's cgroup),
+    /// matched by controller list (cpu and cpuacct mounted apart or together).
+    #[test]
+    fn own_bases_on_hybrid_v1_and_v2_hosts() {
+        let hybrid = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset,clone_children
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let own = "\
+9:name=systemd:/
+4:memory:/process_api/abc
+3:cpuset:/
+1:cpu,cpuacct:/shim
+0::/
+";
+        assert_eq!(
+            own_bases(hybrid, own).unwrap(),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/shim"),
+                PathBuf::from("/sys/fs/cgroup/cpuset"),
+                PathBuf::from("/sys/fs/cgroup/memory/process_api/abc"),
+                PathBuf::from("/sys/fs/cgroup/systemd"),
+                PathBuf::from("/sys/fs/cgroup/unified"),
+            ]
+        );
+        // Pure v1 (no cgroup2 mount), cpu and cpuacct apart.
+        let v1 = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct
+";
+        assert_eq!(
+            own_bases(v1, "2:cpuacct:/a\n1:cpu:/b\n").unwrap(),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/cpu/b"),
+                PathBuf::from("/sys/fs/cgroup/cpuacct/a")
+            ]
+        );
+        // A hierarchy the process is not listed in is an error.
+        assert!(own_bases(v1, "1:cpu:/b\n").is_err());
+        // Pure v2: below the parent of the own cgroup, as runc.
+        let v2_own = "0::/system.slice/containerd.service\n";
+        assert_eq!(
+            v2_relative_path(v2_own, Path::new("pod1/c1")).unwrap(),
+            PathBuf::from("system.slice/pod1/c1")
+        );
+        assert_eq!(
+            v2_relative_path("0::/\n", Path::new("c1")).unwrap(),
+            PathBuf::from("c1")
+        );
+        assert!(v2_relative_path("1:cpu:/\n", Path::new("c1")).is_err());
+    }
+
+    /// hugetlb on the three kinds of host: a v1 hierarchy (liblxc), only in the
+    /// unified hierarchy of a hybrid host (the runtime), pure v2 (liblxc).
+    #[test]
+    fn hugetlb_places() {
+        let v1 =
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t9\t3\t1\n";
+        let hybrid =
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\nhugetlb\t0\t3\t1\n";
+        assert_eq!(hugetlb_place(Layout::V1, v1, Some("")), Hugetlb::Managed);
+        assert_eq!(hugetlb_place(Layout::V1, v1, None), Hugetlb::Managed);
+        assert_eq!(
+            hugetlb_place(Layout::V1, hybrid, Some("hugetlb\n")),
+            Hugetlb::HybridUnified
+        );
+        assert_eq!(hugetlb_place(Layout::V1, hybrid, Some("")), Hugetlb::Absent);
+        assert_eq!(hugetlb_place(Layout::V1, hybrid, None), Hugetlb::Absent);
+        assert_eq!(
+            hugetlb_place(Layout::V2, hybrid, Some("cpu memory hugetlb pids\n")),
+            Hugetlb::Managed
+        );
+        assert_eq!(
+            hugetlb_place(Layout::V2, hybrid, Some("cpu memory\n")),
+            Hugetlb::Absent
+        );
+    }
+
+    #[test]
+    fn enables_a_controller_along_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path();
+        std::fs::create_dir_all(base.join("a/b/c")).unwrap();
+        std::fs::write(base.join("cgroup.subtree_control"), "cpu hugetlb").unwrap();
+        std::fs::write(base.join("a/cgroup.subtree_control"), "").unwrap();
+        std::fs::write(base.join("a/b/cgroup.subtree_control"), "").unwrap();
+        enable_v2_controller(base, Path::new("a/b/c"), "hugetlb").unwrap();
+        // Already there: untouched; missing: "+hugetlb" written (a plain file here).
+        let read = |p: &str| std::fs::read_to_string(base.join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "cpu hugetlb");
+        assert_eq!(read("a/cgroup.subtree_control"), "+hugetlb");
+        assert_eq!(read("a/b/cgroup.subtree_control"), "+hugetlb");
+        assert!(!base.join("a/b/c/cgroup.subtree_control").exists());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use lxcri_libexec::proto::{
     CpuAffinity, HookResult, HookRun, HookSpec, InitHooks, InitMessage, MemoryPolicy,
     RuntimeMessage, SchedAttr, SeccompProgram, INIT_CHANNEL_FD,
 };
+use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Layout};
@@ -311,17 +312,21 @@ fn spawn_monitor(
     rundir: &Path,
     stdio: Stdio,
     init_end: Channel,
+    join_time: Option<&Path>,
 ) -> Result<u32> {
     let init_exe = cfg.libexec_dir.join("lxcri-init");
     let config = rundir.join("config");
     let log = rundir.join("lxc.log");
-    let args = [
+    let mut args = vec![
         id.as_ref(),
         cfg.root.as_os_str(),
         config.as_os_str(),
         init_exe.as_os_str(),
         log.as_os_str(),
     ];
+    if let Some(p) = join_time {
+        args.push(p.as_os_str());
+    }
     spawn_helper(
         &cfg.libexec_dir.join("lxcri-start"),
         &args,
@@ -408,12 +413,13 @@ impl Container {
         on_monitor: &mut dyn FnMut(u32),
     ) -> Result<Container> {
         let spec_path = bundle.join("config.json");
-        let spec = fs::read(&spec_path)
+        let mut spec = fs::read(&spec_path)
             .and_then(|data| spec::parse_spec(&data).map_err(std::io::Error::from))
             .map_err(|source| Error::ReadSpec {
                 path: spec_path.clone(),
                 source,
             })?;
+        resolve_v2_relative_cgroup(cfg.layout, &mut spec)?;
         let ctx = Context {
             id,
             bundle,
@@ -428,7 +434,20 @@ impl Container {
             t.lxc
                 .push("(runtime) no-new-keyring", "lxc.keyring.session", "0")?;
         }
-        let hierarchies = cgroup::hierarchies();
+        // The dirs the container's cgroup paths are relative to: the hierarchy
+        // roots, or the runtime's own cgroups for a relative cgroupsPath.
+        // Hugepage limits liblxc cannot apply here (hybrid host: hugetlb only in
+        // the unified hierarchy): written below, while the init waits.
+        let hugetlb_v2 = spec::resources::hugetlb_for_host(
+            &mut t.lxc,
+            cfg.layout,
+            cgroup::detect_hugetlb(cfg.layout),
+        )?;
+        let hierarchies = if t.cgroups.relative {
+            own_cgroup_bases()?
+        } else {
+            cgroup::hierarchies()
+        };
         if !cgroup::procs(&hierarchies, &t.cgroups.container).is_empty() {
             return Err(Error::Spec(crate::error::SpecError::new(
                 "linux.cgroupsPath",
@@ -463,7 +482,14 @@ impl Container {
             op: "socketpair",
             source,
         })?;
-        let monitor_pid = spawn_monitor(cfg, id, &partial.rundir, stdio, init_end)? as i32;
+        let monitor_pid = spawn_monitor(
+            cfg,
+            id,
+            &partial.rundir,
+            stdio,
+            init_end,
+            t.join_time.as_deref(),
+        )? as i32;
         on_monitor(monitor_pid as u32);
         let monitor_start_time = start_time(monitor_pid).unwrap_or(0);
         partial.monitor = Some((
@@ -548,6 +574,9 @@ impl Container {
                 .map_err(|source| Error::Sys { op: "dup", source })?,
         );
 
+        if !hugetlb_v2.is_empty() {
+            set_unified_hugetlb(&hierarchies, &t.cgroups.container, &hugetlb_v2).map_err(fail)?;
+        }
         let mut init = t.init.clone();
         init.hooks = InitHooks {
             start_container: t.hooks.start_container.clone(),
@@ -894,6 +923,60 @@ fn remove_rundir(rundir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).ctx("remove", rundir),
     }
+}
+
+/// On a pure cgroup v2 host a relative `linux.cgroupsPath` is taken below the
+/// parent of the runtime's own cgroup (runc's rule: the own cgroup holds
+/// processes and cannot delegate controllers): made absolute here.
+fn resolve_v2_relative_cgroup(layout: Layout, spec: &mut Spec) -> Result<()> {
+    let Some(linux) = spec.linux_mut().as_mut() else {
+        return Ok(());
+    };
+    let path = linux.cgroups_path().clone();
+    if layout != Layout::V2 || !cgroup::is_relative(path.as_deref()) {
+        return Ok(());
+    }
+    let rel = path.unwrap_or_default();
+    let own =
+        fs::read_to_string("/proc/self/cgroup").ctx("read", Path::new("/proc/self/cgroup"))?;
+    let abs = cgroup::v2_relative_path(&own, &rel)
+        .map_err(|e| crate::error::SpecError::new("linux.cgroupsPath", e))?;
+    linux.set_cgroups_path(Some(Path::new("/").join(abs)));
+    Ok(())
+}
+
+/// The runtime's own cgroup in each hierarchy (the start helper, and so liblxc
+/// with `lxc.cgroup.relative = 1`, inherits them).
+fn own_cgroup_bases() -> Result<Vec<PathBuf>> {
+    let read = |p: &str| fs::read_to_string(p).ctx("read", Path::new(p));
+    let (mountinfo, own) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
+    cgroup::own_bases(&mountinfo, &own)
+        .map_err(|e| crate::error::SpecError::new("linux.cgroupsPath", e).into())
+}
+
+/// Write hugepage limits (`hugetlb.<size>.max`) into the container's cgroup of
+/// the unified hierarchy of a hybrid host, enabling the controller along the
+/// path first. Runs while the init waits at the barrier, before any of the
+/// container's own code.
+fn set_unified_hugetlb(
+    hierarchies: &[PathBuf],
+    rel: &Path,
+    limits: &[(String, String)],
+) -> std::result::Result<(), String> {
+    let unified = cgroup::unified_of(hierarchies)
+        .ok_or("linux.resources.hugepageLimits: no unified cgroup hierarchy for hugetlb")?;
+    cgroup::enable_v2_controller(unified, rel, "hugetlb")
+        .map_err(|e| format!("linux.resources.hugepageLimits: {e}"))?;
+    for (file, value) in limits {
+        let p = unified.join(rel).join(file);
+        fs::write(&p, value).map_err(|e| {
+            format!(
+                "linux.resources.hugepageLimits: write {value} to {}: {e}",
+                p.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// What a failed create has made so far.

@@ -11,6 +11,7 @@ pub mod netaddr;
 pub mod spec;
 pub mod stats;
 pub mod sys;
+pub mod userns;
 
 pub use container::{
     destroy, start_detached, Container, ContainerState, Exec, RuntimeConfig, Stdio, INIT_SOCKET,

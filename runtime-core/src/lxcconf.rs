@@ -68,6 +68,15 @@ impl LxcConfig {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Remove and return the items whose key starts with `prefix`, in order.
+    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let (taken, kept) = std::mem::take(&mut self.items)
+            .into_iter()
+            .partition(|(k, _)| k.starts_with(prefix));
+        self.items = kept;
+        taken
+    }
+
     pub fn extend(&mut self, other: LxcConfig) {
         self.items.extend(other.items);
     }

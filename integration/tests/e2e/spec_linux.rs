@@ -127,7 +127,7 @@ fn time_namespace_offsets(h: &mut Harness) -> Result<()> {
     Ok(())
 }
 
-fn push_namespace(spec: &mut Value, typ: &str) -> Result<()> {
+pub(crate) fn push_namespace(spec: &mut Value, typ: &str) -> Result<()> {
     spec["linux"]["namespaces"]
         .as_array_mut()
         .context("namespaces")?
@@ -312,7 +312,7 @@ fn masked_and_readonly_paths(h: &mut Harness) -> Result<()> {
     expect(&run_spec(h, &id, &spec)?, 0, "0\n0\nread-only\n")
 }
 
-fn chown_tree(root: &Path, id: u32) -> Result<()> {
+pub(crate) fn chown_tree(root: &Path, id: u32) -> Result<()> {
     std::os::unix::fs::lchown(root, Some(id), Some(id))?;
     for p in tree(root)? {
         let p = root.join(p.trim_start_matches('/'));
@@ -324,10 +324,10 @@ fn chown_tree(root: &Path, id: u32) -> Result<()> {
 
 /// Adds `root:<range>` to /etc/subuid and /etc/subgid for the scenario and
 /// restores the files when dropped.
-struct SubIds(Vec<(&'static str, Option<String>)>);
+pub(crate) struct SubIds(Vec<(&'static str, Option<String>)>);
 
 impl SubIds {
-    fn grant_root(range: &str) -> Result<SubIds> {
+    pub(crate) fn grant_root(range: &str) -> Result<SubIds> {
         let mut saved = Vec::new();
         for f in ["/etc/subuid", "/etc/subgid"] {
             let old = std::fs::read_to_string(f).ok();

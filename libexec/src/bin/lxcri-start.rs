@@ -1,4 +1,8 @@
-//! `lxcri-start NAME LXCPATH CONFIG INIT_EXE LOG`: the LXC monitor of one container.
+//! `lxcri-start NAME LXCPATH CONFIG INIT_EXE LOG [TIME_NS]`: the LXC monitor of one
+//! container. With TIME_NS (a time namespace file) it first enters that namespace,
+//! which the container then inherits: liblxc's own `lxc.namespace.share.time`
+//! fails, as its intermediate process shares this one's memory and the kernel
+//! lets only a process that shares it with nobody enter a time namespace.
 //!
 //! Started by the runtime with the container's stdio on fds 0-2 and init's end of the
 //! init channel on fd 3. It puts a sealed copy of the static init at fd 4, then runs
@@ -61,10 +65,24 @@ fn seal_init(init_exe: &Path) -> Result<OwnedFd, String> {
 }
 
 fn run(args: &[String]) -> Result<i32, String> {
+    let (args, time_ns) = match args {
+        [a @ .., t] if a.len() == 5 => (a, Some(t)),
+        a => (a, None),
+    };
     let [name, lxcpath, config, init_exe, log] = args else {
-        return Err("usage: lxcri-start NAME LXCPATH CONFIG INIT_EXE LOG".into());
+        return Err("usage: lxcri-start NAME LXCPATH CONFIG INIT_EXE LOG [TIME_NS]".into());
     };
     let log = Path::new(log);
+    if let Some(ns) = time_ns {
+        let f = File::open(ns).map_err(|e| format!("open time namespace {ns}: {e}"))?;
+        // SAFETY: setns on an open fd; this helper is single-threaded.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWTIME) } < 0 {
+            return Err(format!(
+                "join the time namespace {ns}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     // A session of its own: a signal to the caller's process group must not reach
     // the monitor, which would forward it to the container's init.
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;

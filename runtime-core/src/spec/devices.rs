@@ -6,13 +6,23 @@
 //! spec gives none), chown to uid/gid, an existing node left as it is. The device
 //! cgroup is `linux.resources.devices` (see `resources`): like runc, creating a
 //! node does not allow its use.
+//!
+//! With a user namespace (new or joined) mknod is not allowed: like runc, the
+//! host's node at the same path is bind-mounted onto the path in the rootfs
+//! instead (`lxc.mount.entry … none bind,create=file`, which liblxc mounts
+//! before pivot_root, where the host's /dev is still reachable). The host node
+//! must exist with the spec's type and numbers; its mode and owner are the
+//! host's (a bind mount cannot change them), as with runc.
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path};
 
 use lxcri_libexec::proto::{DeviceKind, DeviceNode};
-use oci_spec::runtime::{LinuxDeviceType, Spec};
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 
 use crate::error::SpecError;
+use crate::lxcconf::LxcConfig;
+use crate::spec::mounts::escape;
 
 fn device_path(field: &str, p: &Path) -> Result<String, SpecError> {
     let s = p.to_string_lossy().into_owned();
@@ -41,8 +51,64 @@ fn device_path(field: &str, p: &Path) -> Result<String, SpecError> {
     Ok(s)
 }
 
-/// Translate `linux.devices` into the nodes the init creates.
-pub fn translate(spec: &Spec) -> Result<Vec<DeviceNode>, SpecError> {
+/// Translate `linux.devices`: the nodes the init creates, or (with a user
+/// namespace) bind mounts of the host's nodes into `lxc`.
+pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<Vec<DeviceNode>, SpecError> {
+    let nodes = nodes(spec)?;
+    let user_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+    if !user_ns {
+        return Ok(nodes);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let field = format!("linux.devices[{i}].path");
+        check_host_node(&field, n)?;
+        let src = escape(&field, &n.path)?;
+        let dest = escape(&field, n.path.trim_start_matches('/'))?;
+        lxc.push(
+            &field,
+            "lxc.mount.entry",
+            format!("{src} {dest} none bind,create=file 0 0"),
+        )?;
+    }
+    Ok(Vec::new())
+}
+
+/// The host's node at the device's path, to be bind-mounted: it must be the
+/// spec's device.
+fn check_host_node(field: &str, n: &DeviceNode) -> Result<(), SpecError> {
+    let fail = |why: String| {
+        SpecError::new(
+            field,
+            format!(
+                "{why}: in a user namespace the host's node is bind-mounted (mknod is not allowed there)"
+            ),
+        )
+    };
+    let m = std::fs::metadata(&n.path)
+        .map_err(|e| fail(format!("no device node {} on the host ({e})", n.path)))?;
+    let ft = m.file_type();
+    let kind_ok = match n.kind {
+        DeviceKind::Char => ft.is_char_device(),
+        DeviceKind::Block => ft.is_block_device(),
+        DeviceKind::Fifo => ft.is_fifo(),
+    };
+    let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+    let numbers_ok =
+        n.kind == DeviceKind::Fifo || (u64::from(major), u64::from(minor)) == (n.major, n.minor);
+    if !kind_ok || !numbers_ok {
+        return Err(fail(format!(
+            "the host's {} is not a {:?} device {}:{}",
+            n.path, n.kind, n.major, n.minor
+        )));
+    }
+    Ok(())
+}
+
+fn nodes(spec: &Spec) -> Result<Vec<DeviceNode>, SpecError> {
     let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().as_ref()) else {
         return Ok(Vec::new());
     };
@@ -110,7 +176,7 @@ mod tests {
             {"path": "/dev/unbuf", "type": "u", "major": 1, "minor": 3},
             {"path": "/dev/fifo", "type": "p"}
         ]));
-        let got = translate(&s).unwrap();
+        let got = translate(&s, &mut LxcConfig::new()).unwrap();
         let json = serde_json::to_value(&got).unwrap();
         assert_eq!(
             json,
@@ -122,6 +188,38 @@ mod tests {
                 {"path": "/dev/fifo", "kind": "fifo", "major": 0, "minor": 0, "mode": 0o666, "uid": 0, "gid": 0}
             ])
         );
+    }
+
+    /// With a user namespace: bind mounts of the host's nodes, none for the init;
+    /// a node the host lacks, or with other numbers, is an error.
+    #[test]
+    fn user_namespace_binds_host_nodes() {
+        let with_userns = |devices: serde_json::Value| -> Spec {
+            serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.0.2", "root": {"path": "rootfs"}, "linux": {
+                    "namespaces": [{"type": "mount"}, {"type": "user"}], "devices": devices}
+            }))
+            .unwrap()
+        };
+        let s = with_userns(serde_json::json!([
+            {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+            {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600}
+        ]));
+        let mut lxc = LxcConfig::new();
+        assert!(translate(&s, &mut lxc).unwrap().is_empty());
+        assert_eq!(
+            lxc.render(),
+            "lxc.mount.entry = /dev/null dev/null none bind,create=file 0 0\n\
+             lxc.mount.entry = /dev/zero dev/zero none bind,create=file 0 0\n"
+        );
+        for bad in [
+            serde_json::json!([{"path": "/dev/lxcri-nope", "type": "c", "major": 1, "minor": 3}]),
+            serde_json::json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 5}]),
+            serde_json::json!([{"path": "/dev/null", "type": "b", "major": 1, "minor": 3}]),
+        ] {
+            let e = translate(&with_userns(bad), &mut LxcConfig::new()).unwrap_err();
+            assert_eq!(e.field, "linux.devices[0].path", "{e}");
+        }
     }
 
     #[test]
@@ -154,7 +252,7 @@ mod tests {
             ),
         ];
         for (d, field) in cases {
-            let e = translate(&spec(d)).unwrap_err();
+            let e = translate(&spec(d), &mut LxcConfig::new()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
     }

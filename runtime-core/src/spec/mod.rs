@@ -52,6 +52,8 @@ pub struct Translation {
     /// `process.execCPUAffinity`: not applied to the init (as in runc); the
     /// default of every exec that has none of its own.
     pub exec_cpu_affinity: Option<CpuAffinity>,
+    /// A time namespace the start helper enters before liblxc's start.
+    pub join_time: Option<PathBuf>,
 }
 
 /// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
@@ -134,7 +136,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     lxc.push("(runtime)", "lxc.log.level", ctx.log_level)?;
     security::translate(spec, ctx.host, &mut lxc)?;
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
-    namespaces::translate(spec, &mut lxc)?;
+    let nss = namespaces::translate(spec, &mut lxc)?;
     netdevices::translate(spec, &crate::netaddr::global_addresses, &mut lxc)?;
     // The static init, exec'd from the sealed memfd the start helper provides.
     lxc.push("(runtime)", "lxc.init.cmd", INIT_CMD)?;
@@ -185,7 +187,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         )?;
     }
     let exec_cpu_affinity = init.process.cpu_affinity.take();
-    init.devices = devices::translate(spec)?;
+    init.devices = devices::translate(spec, &mut lxc)?;
     init.rootfs_propagation = root::propagation(spec)?;
     init.mount_propagation = init_mounts.propagation;
     init.recursive_readonly = init_mounts.recursive_readonly;
@@ -201,6 +203,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         rootfs,
         hooks,
         exec_cpu_affinity,
+        join_time: nss.join_time,
     })
 }
 

@@ -71,7 +71,7 @@ const LXC_OPTION_MARKERS: &[&str] = &[
 ];
 
 /// Escape one fstab field.
-fn escape(field: &str, v: &str) -> Result<String, SpecError> {
+pub(crate) fn escape(field: &str, v: &str) -> Result<String, SpecError> {
     check_value(field, v)?;
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {

@@ -1,16 +1,24 @@
 //! `linux.namespaces` and `hostname`.
 
+use std::path::PathBuf;
+
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::SpecError;
 use crate::lxcconf::{check_value, LxcConfig};
+use crate::userns::{self, IdMap};
 
 /// Which new namespaces the container gets.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NewNamespaces {
     pub net: bool,
     pub uts: bool,
     pub cgroup: bool,
+    /// A time namespace to join: entered by the start helper (the LXC monitor)
+    /// before liblxc's start, since liblxc's `lxc.namespace.share.time` fails
+    /// (its intermediate process shares the monitor's memory, and the kernel lets
+    /// only a process that shares it with no other enter a time namespace).
+    pub join_time: Option<PathBuf>,
 }
 
 fn lxc_name(t: LinuxNamespaceType) -> Result<&'static str, SpecError> {
@@ -28,8 +36,10 @@ fn lxc_name(t: LinuxNamespaceType) -> Result<&'static str, SpecError> {
 
 /// Translate `linux.namespaces` and `hostname`/`domainname`. A namespace with a
 /// `path` is joined (`lxc.namespace.share.<ns> = <path>`: liblxc opens the path
-/// and setns()es the container into it), which is how a pod's containers share
-/// the sandbox's namespaces.
+/// and setns()es the container into it, the user namespace first), which is how
+/// a pod's containers share the sandbox's namespaces. A joined mount namespace
+/// is where liblxc then sets up the rootfs and pivots (as runc does); a joined
+/// time namespace is entered by the start helper (see [`NewNamespaces`]).
 pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, SpecError> {
     let nss = spec
         .linux()
@@ -40,6 +50,7 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
     let mut seen: Vec<&str> = Vec::new();
     let mut shared: Vec<(&str, String)> = Vec::new();
     let mut new = NewNamespaces::default();
+    let mut joined_user: Option<(String, PathBuf)> = None;
     for (i, ns) in nss.iter().enumerate() {
         let name = lxc_name(ns.typ())?;
         if seen.contains(&name) {
@@ -53,14 +64,16 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
             let field = format!("linux.namespaces[{i}].path");
             let p = path.to_string_lossy().into_owned();
             check_value(&field, &p)?;
-            if name == "mnt" || name == "time" || name == "user" {
-                return Err(SpecError::new(
-                    field,
-                    format!("joining a {name} namespace is not supported"),
-                ));
-            }
             if !path.is_absolute() || std::fs::symlink_metadata(path).is_err() {
                 return Err(SpecError::new(field, format!("{p} does not exist")));
+            }
+            match name {
+                "user" => joined_user = Some((field, path.clone())),
+                "time" => {
+                    new.join_time = Some(path.clone());
+                    continue;
+                }
+                _ => {}
             }
             shared.push((name, p));
             continue;
@@ -73,10 +86,10 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
             _ => {}
         }
     }
-    if !names.contains(&"mnt") {
+    if !seen.contains(&"mnt") {
         return Err(SpecError::new(
             "linux.namespaces",
-            "a new mount namespace is required",
+            "a mount namespace (new or joined) is required",
         ));
     }
     lxc.push("linux.namespaces", "lxc.namespace.clone", names.join(" "))?;
@@ -92,7 +105,7 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
         // brings up (as runc does).
         lxc.push("linux.namespaces", "lxc.net.0.type", "empty")?;
     }
-    id_mappings(spec, names.contains(&"user"), lxc)?;
+    id_mappings(spec, names.contains(&"user"), joined_user, lxc)?;
     time_offsets(spec, names.contains(&"time"), lxc)?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         if !new.uts {
@@ -119,14 +132,64 @@ pub fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<NewNamespaces, Spec
 /// `linux.uidMappings`/`gidMappings` → `lxc.idmap = u|g <container> <host> <size>`
 /// (liblxc writes the maps of the new user namespace). A new user namespace
 /// needs both; mappings without one are an error.
-fn id_mappings(spec: &Spec, new_user_ns: bool, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+///
+/// A joined user namespace (`joined`: the field and path) already has its maps;
+/// liblxc still needs them as `lxc.idmap` (it switches to the mapped root and
+/// chowns what the container owns) and does not write them. They are read from
+/// the namespace; mappings in the spec must equal them (as runc 1.2 checks).
+fn id_mappings(
+    spec: &Spec,
+    new_user_ns: bool,
+    joined: Option<(String, PathBuf)>,
+    lxc: &mut LxcConfig,
+) -> Result<(), SpecError> {
     let linux = spec.linux().as_ref();
-    let uids = linux
-        .and_then(|l| l.uid_mappings().clone())
-        .unwrap_or_default();
-    let gids = linux
-        .and_then(|l| l.gid_mappings().clone())
-        .unwrap_or_default();
+    let to_maps = |m: &Vec<oci_spec::runtime::LinuxIdMapping>| -> Vec<IdMap> {
+        m.iter()
+            .map(|m| IdMap {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    let uids = to_maps(
+        &linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default(),
+    );
+    let gids = to_maps(
+        &linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default(),
+    );
+    if let Some((field, path)) = joined {
+        let ns = userns::mappings(&path).map_err(|e| {
+            SpecError::new(
+                &field,
+                format!("cannot read the id mappings of {}: {e}", path.display()),
+            )
+        })?;
+        for (f, given, actual) in [
+            ("linux.uidMappings", &uids, &ns.uids),
+            ("linux.gidMappings", &gids, &ns.gids),
+        ] {
+            let (mut a, mut b) = (given.clone(), actual.clone());
+            a.sort();
+            b.sort();
+            if !given.is_empty() && a != b {
+                return Err(SpecError::new(
+                    f,
+                    format!(
+                        "differ from the mappings of the joined user namespace {} ({})",
+                        path.display(),
+                        render(actual)
+                    ),
+                ));
+            }
+        }
+        return push_maps(lxc, &ns.uids, &ns.gids);
+    }
     if !new_user_ns {
         if !uids.is_empty() || !gids.is_empty() {
             let f = if uids.is_empty() {
@@ -141,24 +204,40 @@ fn id_mappings(spec: &Spec, new_user_ns: bool, lxc: &mut LxcConfig) -> Result<()
         }
         return Ok(());
     }
-    for (field, kind, maps) in [
-        ("linux.uidMappings", "u", &uids),
-        ("linux.gidMappings", "g", &gids),
-    ] {
+    for (field, maps) in [("linux.uidMappings", &uids), ("linux.gidMappings", &gids)] {
         if maps.is_empty() {
             return Err(SpecError::new(field, "a new user namespace needs mappings"));
         }
         for (i, m) in maps.iter().enumerate() {
-            if m.size() == 0 {
+            if m.size == 0 {
                 return Err(SpecError::new(
                     format!("{field}[{i}].size"),
                     "must not be 0",
                 ));
             }
+        }
+    }
+    push_maps(lxc, &uids, &gids)
+}
+
+fn render(maps: &[IdMap]) -> String {
+    let v: Vec<String> = maps
+        .iter()
+        .map(|m| format!("{} {} {}", m.container, m.host, m.size))
+        .collect();
+    v.join(", ")
+}
+
+fn push_maps(lxc: &mut LxcConfig, uids: &[IdMap], gids: &[IdMap]) -> Result<(), SpecError> {
+    for (field, kind, maps) in [
+        ("linux.uidMappings", "u", uids),
+        ("linux.gidMappings", "g", gids),
+    ] {
+        for (i, m) in maps.iter().enumerate() {
             lxc.push(
                 &format!("{field}[{i}]"),
                 "lxc.idmap",
-                format!("{kind} {} {} {}", m.container_id(), m.host_id(), m.size()),
+                format!("{kind} {} {} {}", m.container, m.host, m.size),
             )?;
         }
     }
@@ -262,6 +341,52 @@ mod tests {
         );
     }
 
+    /// Mount, time and user namespaces are joined like the others; a joined user
+    /// namespace's maps (here the test's own, read from /proc/self/uid_map) become
+    /// `lxc.idmap` lines, and mappings in the spec must equal them.
+    #[test]
+    fn joined_mount_time_and_user_namespaces() {
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "pid"}, {"type": "mount", "path": "/proc/self/ns/mnt"},
+            {"type": "time", "path": "/proc/self/ns/time"},
+            {"type": "user", "path": "/proc/self/ns/user"}]}}));
+        let mut lxc = LxcConfig::new();
+        let new = translate(&s, &mut lxc).unwrap();
+        assert_eq!(new.join_time, Some(PathBuf::from("/proc/self/ns/time")));
+        let own = |f: &str| {
+            let maps = userns::parse_map(&std::fs::read_to_string(f).unwrap()).unwrap();
+            maps.iter()
+                .map(|m| format!("{} {} {}", m.container, m.host, m.size))
+                .collect::<Vec<_>>()
+        };
+        let (u, g) = (own("/proc/self/uid_map"), own("/proc/self/gid_map"));
+        assert_eq!((u.len(), g.len()), (1, 1));
+        assert_eq!(
+            lxc.render(),
+            format!(
+                "lxc.namespace.clone = pid\n\
+                 lxc.namespace.share.mnt = /proc/self/ns/mnt\n\
+                 lxc.namespace.share.user = /proc/self/ns/user\n\
+                 lxc.idmap = u {}\n\
+                 lxc.idmap = g {}\n",
+                u[0], g[0]
+            )
+        );
+        // Mappings equal to the namespace's are fine, others are an error.
+        let nums: Vec<u64> = u[0].split(' ').map(|n| n.parse().unwrap()).collect();
+        let same =
+            serde_json::json!([{"containerID": nums[0], "hostID": nums[1], "size": nums[2]}]);
+        let mut s = spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}],
+            "uidMappings": same, "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}}));
+        assert_eq!(
+            translate(&s, &mut LxcConfig::new()).unwrap_err().field,
+            "linux.gidMappings"
+        );
+        s.linux_mut().as_mut().unwrap().set_gid_mappings(None);
+        translate(&s, &mut LxcConfig::new()).unwrap();
+    }
+
     #[test]
     fn golden_time_namespace_offsets() {
         let s = spec(serde_json::json!({"linux": {
@@ -292,8 +417,9 @@ mod tests {
                 "linux.timeOffsets.realtime",
             ),
             (
-                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time", "path": "/proc/self/ns/time"}]}),
-                "linux.namespaces[1].path",
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "time", "path": "/proc/self/ns/time"}],
+                                   "timeOffsets": {"monotonic": {"secs": 1}}}),
+                "linux.timeOffsets",
             ),
         ];
         for (linux, field) in cases {
@@ -335,7 +461,7 @@ mod tests {
                 "linux.uidMappings",
             ),
             (
-                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}]}),
+                serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/nope"}]}),
                 "linux.namespaces[1].path",
             ),
         ];
@@ -399,7 +525,7 @@ mod tests {
             "linux.namespaces[1].path"
         );
         let s = spec(serde_json::json!({"linux": {"namespaces": [
-            {"type": "mount", "path": "/proc/1/ns/mnt"}]}}));
+            {"type": "mount", "path": "relative/mnt"}]}}));
         assert_eq!(
             translate(&s, &mut LxcConfig::new()).unwrap_err().field,
             "linux.namespaces[0].path"

@@ -22,6 +22,10 @@ pub struct Cgroups {
     pub monitor: PathBuf,
     /// Where liblxc parks the exiting monitor (it leaves `<pivot>/lxc.pivot`).
     pub pivot: PathBuf,
+    /// The paths are relative to the runtime's own cgroup in each hierarchy
+    /// (a relative `linux.cgroupsPath`, `lxc.cgroup.relative = 1`), not to the
+    /// hierarchy roots.
+    pub relative: bool,
 }
 
 /// The devices every container may use, as runc allows them (after the spec's own
@@ -601,6 +605,48 @@ fn unified(e: &mut Emitter, u: &HashMap<String, String>) -> Result<(), SpecError
     Ok(())
 }
 
+/// On a host whose hugetlb controller is `place`, with `layout`: the hugepage
+/// limits of `lxc` that liblxc cannot apply are taken out of it and returned as
+/// cgroup v2 files (`hugetlb.<size>.max`) for the runtime to write into the
+/// container's cgroup of the unified hierarchy (a hybrid host: liblxc only
+/// writes v1 keys there). A host without hugetlb is an error naming the field.
+pub fn hugetlb_for_host(
+    lxc: &mut LxcConfig,
+    layout: Layout,
+    place: cgroup::Hugetlb,
+) -> Result<Vec<(String, String)>, SpecError> {
+    const PREFIX: &str = "lxc.cgroup.hugetlb.";
+    const FIELD: &str = "linux.resources.hugepageLimits";
+    if layout == Layout::V2 {
+        if place == cgroup::Hugetlb::Absent
+            && lxc
+                .items()
+                .iter()
+                .any(|(k, _)| k.starts_with("lxc.cgroup2.hugetlb."))
+        {
+            return Err(SpecError::new(FIELD, "no hugetlb controller on this host"));
+        }
+        return Ok(Vec::new());
+    }
+    match place {
+        cgroup::Hugetlb::Managed => Ok(Vec::new()),
+        cgroup::Hugetlb::Absent => match lxc.items().iter().any(|(k, _)| k.starts_with(PREFIX)) {
+            true => Err(SpecError::new(FIELD, "no hugetlb controller on this host")),
+            false => Ok(Vec::new()),
+        },
+        cgroup::Hugetlb::HybridUnified => Ok(lxc
+            .take_prefixed(PREFIX)
+            .into_iter()
+            .map(|(k, v)| {
+                let file = k
+                    .trim_start_matches("lxc.cgroup.")
+                    .replace(".limit_in_bytes", ".max");
+                (file, v)
+            })
+            .collect()),
+    }
+}
+
 /// The cgroup files and values of `resources` on a host of `layout`, in order
 /// (what [`translate`] emits as `lxc.cgroup[2].<file>` keys): for live updates.
 pub fn limits(r: &LinuxResources, layout: Layout) -> Result<Vec<(String, String)>, SpecError> {
@@ -629,10 +675,19 @@ pub fn translate(
     lxc: &mut LxcConfig,
 ) -> Result<Cgroups, SpecError> {
     let linux = spec.linux().as_ref();
-    let container = cgroup::container_path(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+    let path = linux.and_then(|l| l.cgroups_path().as_deref());
+    let container = cgroup::container_path(path, id)?;
+    // A relative path: liblxc joins it (and the monitor's) to the start helper's
+    // own cgroup in each hierarchy, the runtime's, which is runc's rule on v1. (On
+    // a pure v2 host the runtime makes the path absolute first, as runc does.)
+    let relative = cgroup::is_relative(path);
     let monitor = cgroup::monitor_path(&container);
     let path_str = |p: &Path| p.to_string_lossy().into_owned();
-    lxc.push("linux.cgroupsPath", "lxc.cgroup.relative", "0")?;
+    lxc.push(
+        "linux.cgroupsPath",
+        "lxc.cgroup.relative",
+        if relative { "1" } else { "0" },
+    )?;
     lxc.push(
         "linux.cgroupsPath",
         "lxc.cgroup.dir.container",
@@ -666,6 +721,7 @@ pub fn translate(
         container,
         monitor,
         pivot,
+        relative,
     })
 }
 
@@ -722,6 +778,91 @@ lxc.cgroup.pids.max = 100
             defaults("lxc.cgroup.")
         );
         assert_eq!(lxc.render(), want);
+    }
+
+    /// hugepageLimits: v1 keys where liblxc can apply them; on a hybrid host
+    /// whose hugetlb is in the unified hierarchy, v2 files for the runtime.
+    #[test]
+    fn hugepage_limits_per_host() {
+        use cgroup::Hugetlb;
+        let s = spec(serde_json::json!({"resources": {"hugepageLimits": [
+            {"pageSize": "2MB", "limit": 4194304}, {"pageSize": "1GB", "limit": 0}]}}));
+        let run = |layout, place| {
+            let mut lxc = LxcConfig::new();
+            translate(&s, "c1", layout, &mut lxc).unwrap();
+            let r = hugetlb_for_host(&mut lxc, layout, place);
+            let keys: Vec<String> = lxc
+                .items()
+                .iter()
+                .filter(|(k, _)| k.contains("hugetlb"))
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            (r, keys)
+        };
+        let (r, keys) = run(Layout::V1, Hugetlb::Managed);
+        assert!(r.unwrap().is_empty());
+        assert_eq!(
+            keys,
+            [
+                "lxc.cgroup.hugetlb.2MB.limit_in_bytes = 4194304",
+                "lxc.cgroup.hugetlb.1GB.limit_in_bytes = 0"
+            ]
+        );
+        let (r, keys) = run(Layout::V1, Hugetlb::HybridUnified);
+        assert!(keys.is_empty());
+        assert_eq!(
+            r.unwrap(),
+            [
+                ("hugetlb.2MB.max".to_string(), "4194304".to_string()),
+                ("hugetlb.1GB.max".to_string(), "0".to_string())
+            ]
+        );
+        let (r, _) = run(Layout::V1, Hugetlb::Absent);
+        assert_eq!(r.unwrap_err().field, "linux.resources.hugepageLimits");
+        let (r, keys) = run(Layout::V2, Hugetlb::Managed);
+        assert!(r.unwrap().is_empty());
+        assert_eq!(
+            keys,
+            [
+                "lxc.cgroup2.hugetlb.2MB.max = 4194304",
+                "lxc.cgroup2.hugetlb.1GB.max = 0"
+            ]
+        );
+        let (r, _) = run(Layout::V2, Hugetlb::Absent);
+        assert_eq!(r.unwrap_err().field, "linux.resources.hugepageLimits");
+        // Without hugepage limits nothing changes anywhere.
+        let mut lxc = LxcConfig::new();
+        translate(&spec(serde_json::json!({})), "c1", Layout::V1, &mut lxc).unwrap();
+        let before = lxc.render();
+        assert!(hugetlb_for_host(&mut lxc, Layout::V1, Hugetlb::Absent)
+            .unwrap()
+            .is_empty());
+        assert_eq!(lxc.render(), before);
+    }
+
+    /// A relative cgroupsPath: `lxc.cgroup.relative = 1`, the paths as given.
+    #[test]
+    fn golden_relative_cgroups_path() {
+        let mut lxc = LxcConfig::new();
+        let s = spec(serde_json::json!({"cgroupsPath": "pod1/c1"}));
+        let cg = translate(&s, "c1", Layout::V1, &mut lxc).unwrap();
+        assert!(cg.relative);
+        assert_eq!(cg.container, PathBuf::from("pod1/c1"));
+        let want = format!(
+            "\
+lxc.cgroup.relative = 1
+lxc.cgroup.dir.container = pod1/c1
+lxc.cgroup.dir.monitor = lxcri.monitor/pod1/c1
+lxc.cgroup.dir.monitor.pivot = lxcri.monitor/pod1/c1.pivot
+lxc.cgroup.devices.deny = a *:* rwm
+{}",
+            defaults("lxc.cgroup.")
+        );
+        assert_eq!(lxc.render(), want);
+        let s = spec(serde_json::json!({"cgroupsPath": "system.slice:cri:c1"}));
+        let e = translate(&s, "c1", Layout::V1, &mut LxcConfig::new()).unwrap_err();
+        assert_eq!(e.field, "linux.cgroupsPath");
+        assert!(e.reason.contains("systemd"), "{e}");
     }
 
     #[test]
