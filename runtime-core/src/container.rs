@@ -807,8 +807,17 @@ impl Container {
             )
             .into());
         }
+        // A hybrid host whose hugetlb is only in the unified hierarchy: the
+        // hugepage limits go there, as at create.
+        let hybrid_hugetlb = layout != Layout::V2
+            && cgroup::detect_hugetlb(layout) == cgroup::Hugetlb::HybridUnified;
+        let mut unified = Vec::new();
         for (name, value) in spec::resources::limits(r, layout)? {
             if name.starts_with("devices.") && !devices {
+                continue;
+            }
+            if hybrid_hugetlb && name.starts_with("hugetlb.") {
+                unified.push((name.replace(".limit_in_bytes", ".max"), value));
                 continue;
             }
             cgroup::write_file(&self.state.hierarchies, &self.state.cgroup, &name, &value)
@@ -816,6 +825,14 @@ impl Container {
                     op: "update cgroup",
                     source,
                 })?;
+        }
+        if !unified.is_empty() {
+            set_unified_hugetlb(&self.state.hierarchies, &self.state.cgroup, &unified).map_err(
+                |message| {
+                    let reason = message.trim_start_matches("linux.resources.hugepageLimits: ");
+                    crate::error::SpecError::new("linux.resources.hugepageLimits", reason)
+                },
+            )?;
         }
         Ok(())
     }

@@ -686,6 +686,47 @@ fn sigterm_ends_created() {
     })());
 }
 
+/// Hugepage limits on this hybrid host (hugetlb only in the unified
+/// hierarchy): set at create and changed by `update --resources`, in the
+/// container's cgroup of the unified hierarchy (runc 1.1.5 refuses the create).
+#[test]
+fn update_hugepage_limits_hybrid() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("huge");
+        let b = env.bundle("huge", &["sleep", "30"], |v| {
+            v["linux"]["resources"]["hugepageLimits"] =
+                serde_json::json!([{"pageSize": "2MB", "limit": 4194304}]);
+        })?;
+        env.lxcri_ok(&["create", "--bundle", b.to_str().unwrap(), &id])?;
+        let st: Value = serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json"))?)?;
+        let cg = st["cgroup"].as_str().unwrap_or_default().to_string();
+        let file = find_cgroup_file(&cg, "hugetlb.2MB.max")?;
+        ensure!(
+            file.starts_with("/sys/fs/cgroup/unified"),
+            "hugetlb outside the unified hierarchy: {}",
+            file.display()
+        );
+        ensure!(fs::read_to_string(&file)?.trim() == "4194304", "at create");
+        let r = env.dir.path().join("huge.json");
+        fs::write(
+            &r,
+            r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 8388608}]}"#,
+        )?;
+        env.lxcri_ok(&["update", "--resources", r.to_str().unwrap(), &id])?;
+        ensure!(
+            fs::read_to_string(&file)?.trim() == "8388608",
+            "after update: {}",
+            fs::read_to_string(&file)?
+        );
+        env.lxcri_ok(&["delete", "--force", &id])?;
+        reaper.reap();
+        drop(reaper);
+        env.finish()
+    })());
+}
+
 /// Reaps the exited children of this process that are not `lxcri` commands
 /// (orphans reparented to us, the subreaper), until dropped.
 struct OrphanReaper {
