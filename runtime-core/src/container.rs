@@ -431,8 +431,11 @@ impl Container {
         let mut t = spec::translate(&spec, &ctx)?;
         spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;
         if cfg.no_new_keyring {
+            // liblxc 5.0.2 stores this value as "disable the new session
+            // keyring" (`keyring_disable_session`): 1 keeps the caller's
+            // keyring, 0 (its default) makes a new one, whatever its manual says.
             t.lxc
-                .push("(runtime) no-new-keyring", "lxc.keyring.session", "0")?;
+                .push("(runtime) no-new-keyring", "lxc.keyring.session", "1")?;
         }
         // The dirs the container's cgroup paths are relative to: the hierarchy
         // roots, or the runtime's own cgroups for a relative cgroupsPath.

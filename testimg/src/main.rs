@@ -16,6 +16,8 @@
 //!   exec: `ioprio=<class>/<level> policy=<n> nice=<n> rtprio=<n> cpus=<list>
 //!   mempolicy=<mode with flags> nodes=<list>` (ioprio_get, sched_getattr,
 //!   sched_getaffinity, get_mempolicy; lists like "0-1,3", "-" when empty).
+//! - `keyring`: prints `session=<serial>`, the id of its session keyring
+//!   (keyctl KEYCTL_GET_KEYRING_ID), to tell a new one from an inherited one.
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let result = match name.as_str() {
         "nnp" => nnp(),
         "procinfo" => procinfo(),
+        "keyring" => keyring(),
         "nginx" | "httpd" => web_server(&name, &args[1..]),
         _ => pause(),
     };
@@ -136,6 +139,21 @@ fn bits(words: &[u64]) -> Vec<usize> {
     (0..words.len() * 64)
         .filter(|b| words[b / 64] & (1 << (b % 64)) != 0)
         .collect()
+}
+
+fn keyring() -> Result<ExitCode, String> {
+    use nix::libc;
+    // KEYCTL_GET_KEYRING_ID (0) of KEY_SPEC_SESSION_KEYRING (-3), not created.
+    // SAFETY: plain integer arguments.
+    let id = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
+    if id < 0 {
+        return Err(format!(
+            "keyctl session keyring: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    println!("session={id}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn procinfo() -> Result<ExitCode, String> {

@@ -727,6 +727,40 @@ fn update_hugepage_limits_hybrid() {
     })());
 }
 
+/// `--no-new-keyring`: the container keeps its caller's session keyring (as
+/// with runc); without it, a new session keyring (liblxc's default, runc's
+/// too).
+#[test]
+fn no_new_keyring() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        // SAFETY: plain integer arguments: KEYCTL_GET_KEYRING_ID (0) of
+        // KEY_SPEC_SESSION_KEYRING (-3), not created.
+        let ours = unsafe { nix::libc::syscall(nix::libc::SYS_keyctl, 0, -3, 0) };
+        ensure!(ours > 0, "keyctl: {}", std::io::Error::last_os_error());
+        let id = env.id("keyring");
+        let b = env.bundle("keyring", &["/lxe2e/keyring"], |v| {
+            v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/lxe2e/keyring", "type": "bind",
+                "source": lxcri_integration::registry::TESTIMG, "options": ["bind", "ro"]}));
+        })?;
+        let bundle = b.to_str().unwrap();
+        let out = env.lxcri(&["run", "--no-new-keyring", "--bundle", bundle, &id])?;
+        ensure!(
+            out.code == 0 && out.stdout == format!("session={ours}\n"),
+            "--no-new-keyring: {out} (ours {ours})"
+        );
+        let out = env.lxcri(&["run", "--bundle", bundle, &id])?;
+        ensure!(
+            out.code == 0
+                && out.stdout.starts_with("session=")
+                && out.stdout != format!("session={ours}\n"),
+            "a new session keyring: {out} (ours {ours})"
+        );
+        env.finish()
+    })());
+}
+
 /// Reaps the exited children of this process that are not `lxcri` commands
 /// (orphans reparented to us, the subreaper), until dropped.
 struct OrphanReaper {

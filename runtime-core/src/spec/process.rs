@@ -182,13 +182,30 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
 
     let capabilities = match p.capabilities() {
         None => None,
-        Some(c) => Some(CapabilitySets {
-            bounding: caps("process.capabilities.bounding", c.bounding())?,
-            effective: caps("process.capabilities.effective", c.effective())?,
-            permitted: caps("process.capabilities.permitted", c.permitted())?,
-            inheritable: caps("process.capabilities.inheritable", c.inheritable())?,
-            ambient: caps("process.capabilities.ambient", c.ambient())?,
-        }),
+        Some(c) => {
+            let mut sets = CapabilitySets {
+                bounding: caps("process.capabilities.bounding", c.bounding())?,
+                effective: caps("process.capabilities.effective", c.effective())?,
+                permitted: caps("process.capabilities.permitted", c.permitted())?,
+                inheritable: caps("process.capabilities.inheritable", c.inheritable())?,
+                ambient: caps("process.capabilities.ambient", c.ambient())?,
+            };
+            // The kernel raises an ambient capability only if it is permitted
+            // and inheritable; runc tries, warns and goes on (`runc spec` of
+            // 1.1 lists ambient capabilities without inheritable ones).
+            let (kept, dropped): (Vec<u8>, Vec<u8>) = sets
+                .ambient
+                .iter()
+                .partition(|a| sets.permitted.contains(a) && sets.inheritable.contains(a));
+            if !dropped.is_empty() {
+                log::warn!(
+                    "process.capabilities.ambient: {dropped:?} not raised, not both permitted \
+                     and inheritable"
+                );
+            }
+            sets.ambient = kept;
+            Some(sets)
+        }
     };
 
     let mut rlimits: Vec<Rlimit> = Vec::new();
@@ -494,6 +511,23 @@ mod tests {
         );
         assert!(init.no_new_privileges);
         assert_eq!(init.oom_score_adj, Some(500));
+    }
+
+    #[test]
+    fn ambient_needs_permitted_and_inheritable_like_runc() {
+        // `runc spec` (1.1) lists ambient capabilities without inheritable
+        // ones: runc raises what it can and warns; so does lxcri.
+        let root = tempfile::tempdir().unwrap();
+        let s = spec(serde_json::json!({
+            "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "capabilities": {
+                "permitted": ["CAP_KILL", "CAP_CHOWN"],
+                "inheritable": ["CAP_CHOWN"],
+                "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]
+            }
+        }));
+        let c = translate(&s, root.path()).unwrap().capabilities.unwrap();
+        assert_eq!(c.ambient, vec![0], "only CAP_CHOWN is both");
     }
 
     #[test]
