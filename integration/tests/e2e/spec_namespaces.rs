@@ -96,9 +96,21 @@ impl Holder {
 }
 
 impl Drop for Holder {
+    /// Kills unshare and, with `--fork`, its child (which would outlive it,
+    /// reparented, holding the test's stdout and the e2e lock).
     fn drop(&mut self) {
+        if self.pid != self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
