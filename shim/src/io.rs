@@ -462,6 +462,16 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    /// The fifos containerd would make for stdin and stdout, in `dir`.
+    fn stdin_stdout_fifos(dir: &Path) -> (PathBuf, PathBuf) {
+        let (i, o) = (dir.join("in"), dir.join("out"));
+        for p in [&i, &o] {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        }
+        (i, o)
+    }
 
     #[test]
     fn binary_uri_like_containerd() {
@@ -536,10 +546,7 @@ mod tests {
         // containerd's CRI exec closes its output readers when its stdin copy
         // fails: a write to stdin after the process exited must not EPIPE.
         let d = tempfile::tempdir().unwrap();
-        let (i, o) = (d.path().join("in"), d.path().join("out"));
-        for p in [&i, &o] {
-            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        }
+        let (i, o) = stdin_stdout_fifos(d.path());
         let (stdio, mut keep) = open(
             "c",
             "ns",
@@ -575,10 +582,7 @@ mod tests {
     async fn io_uid_gid_own_the_containers_ends() {
         use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
-        let (i, o) = (d.path().join("in"), d.path().join("out"));
-        for p in [&i, &o] {
-            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        }
+        let (i, o) = stdin_stdout_fifos(d.path());
         let owner = Some((1234, 4321));
         let (stdio, _keep) = open(
             "c",
@@ -602,10 +606,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fifo_stdio_roundtrip() {
         let d = tempfile::tempdir().unwrap();
-        let (i, o) = (d.path().join("in"), d.path().join("out"));
-        for p in [&i, &o] {
-            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        }
+        let (i, o) = stdin_stdout_fifos(d.path());
         let (stdio, mut keep) = open(
             "c",
             "ns",

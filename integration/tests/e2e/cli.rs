@@ -470,8 +470,7 @@ fn pause_ps_events_update_kill_all() {
             .spawn()?;
 
         // update --resources - (CRI-O's call) and the individual flags.
-        let st: Value = serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json"))?)?;
-        let cg = st["cgroup"].as_str().unwrap_or_default().to_string();
+        let cg = cgroup_of(&env, &id)?;
         let mut cmd = std::process::Command::new(LXCRI);
         cmd.args([
             "--root",
@@ -514,6 +513,12 @@ fn pause_ps_events_update_kill_all() {
         drop(reaper);
         env.finish()
     })());
+}
+
+/// The container's cgroup path (relative to the hierarchies) from its state.
+fn cgroup_of(env: &CliEnv, id: &str) -> Result<String> {
+    let st: Value = serde_json::from_slice(&fs::read(env.root.join(id).join("state.json"))?)?;
+    Ok(st["cgroup"].as_str().unwrap_or_default().to_string())
 }
 
 fn find_cgroup_file(rel: &str, name: &str) -> Result<std::path::PathBuf> {
@@ -700,8 +705,7 @@ fn update_hugepage_limits_hybrid() {
                 serde_json::json!([{"pageSize": "2MB", "limit": 4194304}]);
         })?;
         env.lxcri_ok(&["create", "--bundle", b.to_str().unwrap(), &id])?;
-        let st: Value = serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json"))?)?;
-        let cg = st["cgroup"].as_str().unwrap_or_default().to_string();
+        let cg = cgroup_of(&env, &id)?;
         let file = find_cgroup_file(&cg, "hugetlb.2MB.max")?;
         ensure!(
             file.starts_with("/sys/fs/cgroup/unified"),
