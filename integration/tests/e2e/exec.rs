@@ -1,7 +1,7 @@
 //! Issue 3: processes exec'd into a running container (`ctr task exec`).
 
 use crate::matrix;
-use crate::util::{expect, remove, run_detached, wait_status};
+use crate::util::{exec, expect, remove, run_detached, wait_status};
 use anyhow::{ensure, Result};
 use lxcri_integration::Harness;
 
@@ -26,12 +26,6 @@ fn with_container(h: &mut Harness, f: impl FnOnce(&mut Harness, &str) -> Result<
     let result = wait_status(h, &id, "RUNNING").and_then(|_| f(h, &id));
     let cleanup = remove(h, &id);
     result.and(cleanup)
-}
-
-fn exec(h: &Harness, id: &str, exec_id: &str, cmd: &[&str]) -> Result<lxcri_integration::Output> {
-    let mut args = vec!["task", "exec", "--exec-id", exec_id, id];
-    args.extend(cmd);
-    h.ctr(&args)
 }
 
 fn exec_output_and_exit_code(h: &mut Harness) -> Result<()> {

@@ -9,7 +9,7 @@
 //! the container.
 
 use crate::matrix_lxcri_v2;
-use crate::util::{default_spec, expect, remove, run_spec, run_spec_detached, wait_status};
+use crate::util::{default_spec, exec, expect, remove, run_spec, run_spec_detached, wait_status};
 use anyhow::{ensure, Context, Result};
 use lxcri_integration::registry::TESTIMG;
 use lxcri_integration::Harness;
@@ -56,12 +56,6 @@ fn with_container(
     let result = wait_status(h, id, "RUNNING").and_then(|_| f(h, id));
     let cleanup = remove(h, id);
     result.and(cleanup)
-}
-
-fn exec(h: &Harness, id: &str, exec_id: &str, cmd: &[&str]) -> Result<lxcri_integration::Output> {
-    let mut args = vec!["task", "exec", "--exec-id", exec_id, id];
-    args.extend(cmd);
-    h.ctr(&args)
 }
 
 /// The I/O priority and the scheduler reach the init and every exec (ctr

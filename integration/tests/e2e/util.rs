@@ -30,6 +30,13 @@ pub fn run_detached(h: &mut Harness, name: &str, opts: &[&str], cmd: &[&str]) ->
 }
 
 /// SIGKILL, delete and remove a detached container (test cleanup).
+/// `ctr task exec --exec-id EXEC_ID ID CMD...`.
+pub fn exec(h: &Harness, id: &str, exec_id: &str, cmd: &[&str]) -> Result<Output> {
+    let mut args = vec!["task", "exec", "--exec-id", exec_id, id];
+    args.extend(cmd);
+    h.ctr(&args)
+}
+
 pub fn remove(h: &Harness, id: &str) -> Result<()> {
     if task(h, id)?.is_some_and(|t| t.status != "STOPPED") {
         h.ctr_ok(&["task", "kill", "-s", "SIGKILL", id])?;
