@@ -108,16 +108,25 @@ impl CliEnv {
         serde_json::from_str(&out.stdout).with_context(|| format!("state JSON: {out}"))
     }
 
-    /// Polls `state` until the status is `want`.
+    /// Polls `state` until the status is `want`. A container that does not
+    /// exist yet (a `run` started in the background is still creating it)
+    /// counts as "not yet".
     pub fn wait_status(&self, id: &str, want: &str) -> Result<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let s = self.state(id)?;
+            let out = self.lxcri(&["state", id])?;
+            let s = if out.code == 0 {
+                serde_json::from_str(&out.stdout).with_context(|| format!("state JSON: {out}"))?
+            } else if out.stderr.contains("does not exist") {
+                Value::Null
+            } else {
+                bail!("state {id}: {out}");
+            };
             if s["status"] == want {
                 return Ok(s);
             }
             if std::time::Instant::now() > deadline {
-                bail!("{id} never became {want}: {s}");
+                bail!("{id} never became {want}: {s} (last: {out})");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
