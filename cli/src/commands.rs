@@ -105,15 +105,33 @@ fn live(f: &Found) -> Result<Container> {
     })
 }
 
-fn stdio() -> Result<Stdio> {
+/// Our stdio for the process, with `extra` (the preserved fds).
+fn stdio(extra: Vec<OwnedFd>) -> Result<Stdio> {
     let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd> {
         fd.try_clone_to_owned().context("dup stdio")
     };
-    Ok(Stdio {
-        stdin: dup(std::io::stdin().as_fd())?,
-        stdout: dup(std::io::stdout().as_fd())?,
-        stderr: dup(std::io::stderr().as_fd())?,
-    })
+    let mut s = Stdio::new(
+        dup(std::io::stdin().as_fd())?,
+        dup(std::io::stdout().as_fd())?,
+        dup(std::io::stderr().as_fd())?,
+    );
+    s.extra = extra;
+    Ok(s)
+}
+
+/// `--preserve-fds N`: our fds 3..3+N, which the process gets at the same
+/// numbers (as runc). Taken before this command opens files of its own.
+fn preserved_fds(count: u32) -> Result<Vec<OwnedFd>> {
+    (3..3 + count as i32)
+        .map(|fd| {
+            // SAFETY: fd is only borrowed for the duplicate, which F_DUPFD_CLOEXEC
+            // makes; a closed fd is reported, not used.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            borrowed
+                .try_clone_to_owned()
+                .with_context(|| format!("--preserve-fds {count}: fd {fd} is not open"))
+        })
+        .collect()
 }
 
 /// Write a pid file atomically (runc: a temp file renamed into place).
@@ -175,9 +193,7 @@ fn create(
     foreground: bool,
 ) -> Result<(i32, Option<OwnedFd>)> {
     runtime_core::container::validate_id(id)?;
-    if opts.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported by lxcri");
-    }
+    let extra = preserved_fds(opts.preserve_fds)?;
     if opts.no_pivot {
         log::warn!("--no-pivot: ignored, liblxc always uses pivot_root");
     }
@@ -209,7 +225,7 @@ fn create(
     write_atomic(&pending_file, &serde_json::to_vec(&pending)?)?;
 
     let mut monitor = 0u32;
-    let created = Container::create(&cfg, id, &bundle, stdio()?, &mut |pid| {
+    let created = Container::create(&cfg, id, &bundle, stdio(extra)?, &mut |pid| {
         monitor = pid;
         // So that delete --force can end a monitor whose create crashed.
         let mut p = pending.clone();
@@ -913,9 +929,7 @@ fn exec_process(a: &crate::ExecArgs, meta: &Meta) -> Result<Process> {
 }
 
 fn exec(cli: &Cli, a: &crate::ExecArgs) -> Result<u8> {
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported by lxcri");
-    }
+    let extra = preserved_fds(a.preserve_fds)?;
     let lock = Lock::acquire(&cli.root, &a.id)?;
     let f = find(cli, &a.id)?;
     match f.status {
@@ -941,10 +955,11 @@ fn exec(cli: &Cli, a: &crate::ExecArgs) -> Result<u8> {
     let c = live(&f)?;
     let cfg = runtime_config(cli);
     let mut helper = 0u32;
+    let stdio = stdio(extra)?;
     let e = if a.detach {
-        c.exec_detached(&cfg, &process, stdio()?, &mut |p| helper = p)
+        c.exec_detached(&cfg, &process, stdio, &mut |p| helper = p)
     } else {
-        c.exec(&cfg, &process, stdio()?, &mut |p| helper = p)
+        c.exec(&cfg, &process, stdio, &mut |p| helper = p)
     };
     let e = match e {
         Ok(e) => e,

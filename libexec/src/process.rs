@@ -22,6 +22,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::proto::{
     exec_failure_code, MemoryPolicy, ProcessSpec, SchedAttr, SeccompProgram, CAPABILITY_NAMES,
+    PRESERVED_FDS_BASE,
 };
 
 /// Exit code for a failure of the setup itself (not of the exec).
@@ -201,6 +202,7 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     }
     close_fds_on_exec();
+    hand_over_preserved_fds(spec.preserved_fds)?;
     // With no_new_privs, as late as possible: only execve runs under the filter.
     if let (Some(p), true) = (&spec.seccomp, spec.no_new_privileges) {
         load_seccomp(p)?;
@@ -337,6 +339,43 @@ pub fn load_seccomp(p: &SeccompProgram) -> Result<(), String> {
     Ok(())
 }
 
+/// Move the preserved fds from [`PRESERVED_FDS_BASE`].. down to 3.. (without
+/// close-on-exec). Whatever the helper still needs after this must not sit at
+/// 3..3+count: see [`move_above_preserved`].
+fn hand_over_preserved_fds(count: u32) -> Result<(), String> {
+    for i in 0..count as i32 {
+        // SAFETY: dup2 between fds; sources (BASE+i) are read before any later
+        // target (3+j, j > i, is below BASE+j) could replace them.
+        let r = unsafe { libc::dup2(PRESERVED_FDS_BASE + i, 3 + i) };
+        if r < 0 {
+            return Err(format!(
+                "preserved fd {}: {}",
+                3 + i,
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Re-home `fd` above the preserved fds (close-on-exec), so that handing them
+/// over at 3.. cannot replace it. A no-op without preserved fds.
+pub fn move_above_preserved(fd: OwnedFd, count: u32) -> Result<OwnedFd, String> {
+    if count == 0 {
+        return Ok(fd);
+    }
+    let min = PRESERVED_FDS_BASE + count as i32;
+    if fd.as_raw_fd() >= min {
+        return Ok(fd);
+    }
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))
+        .map(|raw| {
+            // SAFETY: F_DUPFD_CLOEXEC just returned this new fd; we own it.
+            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+        })
+        .map_err(|e| format!("move fd {} above the preserved fds: {e}", fd.as_raw_fd()))
+}
+
 /// Mark every fd above stderr close-on-exec: nothing of the runtime may leak into
 /// the container's process.
 pub fn close_fds_on_exec() {
@@ -420,6 +459,27 @@ pub fn exec(spec: &ProcessSpec) -> (Option<PathBuf>, Errno) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fds_move_above_the_preserved_ones() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let low = r.as_raw_fd();
+        // Nothing to preserve: left where it is.
+        let r = move_above_preserved(r, 0).unwrap();
+        assert_eq!(r.as_raw_fd(), low);
+        // Above PRESERVED_FDS_BASE + count, still the same pipe, close-on-exec.
+        let r = move_above_preserved(r, 40).unwrap();
+        assert!(
+            r.as_raw_fd() >= PRESERVED_FDS_BASE + 40,
+            "{}",
+            r.as_raw_fd()
+        );
+        let flags = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        nix::unistd::write(&w, b"x").unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&r, &mut buf).unwrap(), 1);
+    }
 
     #[test]
     fn bitmask_words() {

@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 pub const INIT_CHANNEL_FD: i32 = 3;
 /// The fd at which the start helper puts the sealed init executable.
 pub const INIT_EXE_FD: i32 = 4;
+/// Where the helpers get the fds the caller asked to preserve (runc's
+/// `--preserve-fds`): at 5, 6, ...; the process finds them at 3, 4, ...
+pub const PRESERVED_FDS_BASE: i32 = 5;
 /// `lxc.init.cmd`: the init is exec'd from the inherited memfd.
 pub const INIT_CMD: &str = "/proc/self/fd/4";
 /// The environment variable in which `lxcri-start` exports its pid (the LXC
@@ -80,6 +83,14 @@ pub struct ProcessSpec {
     /// runc). `None`: the affinity is reset to every CPU, like runc does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_affinity: Option<CpuAffinity>,
+    /// How many fds to hand over (runc's `--preserve-fds`): the helper holds
+    /// them at [`PRESERVED_FDS_BASE`].., the process gets them at 3.. .
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub preserved_fds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// sched_setattr(2)'s `struct sched_attr`, without its size.

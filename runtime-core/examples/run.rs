@@ -20,11 +20,7 @@ fn main() {
     let a: Vec<String> = std::env::args().collect();
     let mut cfg = RuntimeConfig::new(&a[1], &a[2]);
     cfg.log_level = std::env::var("LXC_LOG_LEVEL").unwrap_or("WARN".into());
-    let stdio = Stdio {
-        stdin: dup(0),
-        stdout: dup(1),
-        stderr: dup(2),
-    };
+    let stdio = Stdio::new(dup(0), dup(1), dup(2));
     let mut monitor = 0;
     let mut c = match Container::create(&cfg, &a[3], &PathBuf::from(&a[4]), stdio, &mut |p| {
         monitor = p

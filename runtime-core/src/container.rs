@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use lxcri_libexec::channel::{wait_readable, Channel};
 use lxcri_libexec::proto::{
     CpuAffinity, HookResult, HookRun, HookSpec, InitHooks, InitMessage, MemoryPolicy,
-    RuntimeMessage, SchedAttr, SeccompProgram, INIT_CHANNEL_FD,
+    RuntimeMessage, SchedAttr, SeccompProgram, INIT_CHANNEL_FD, PRESERVED_FDS_BASE,
 };
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,21 @@ pub struct Stdio {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// More fds for the process, which gets them at 3, 4, ... (runc's
+    /// `--preserve-fds`).
+    pub extra: Vec<OwnedFd>,
+}
+
+impl Stdio {
+    /// Just stdin, stdout and stderr.
+    pub fn new(stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) -> Stdio {
+        Stdio {
+            stdin,
+            stdout,
+            stderr,
+            extra: Vec::new(),
+        }
+    }
 }
 
 /// What is persisted in `<rundir>/state.json`, enough to clean up after a crash of
@@ -261,7 +276,8 @@ fn log_tail(rundir: &Path) -> String {
     lines[start..].join("; ")
 }
 
-/// Spawn a libexec helper with `stdio` and the channel end at fd 3.
+/// Spawn a libexec helper with `stdio`, the channel end at fd 3 and the extra
+/// fds at [`PRESERVED_FDS_BASE`].. .
 fn spawn_helper(
     helper: &Path,
     args: &[&std::ffi::OsStr],
@@ -270,7 +286,13 @@ fn spawn_helper(
     channel_end: Channel,
 ) -> Result<u32> {
     let fd = channel_end.into_fd();
-    let raw = fd.as_raw_fd();
+    // Where each fd goes in the helper: the channel, then the extra fds.
+    let mut moves: Vec<(i32, i32)> = vec![(fd.as_raw_fd(), INIT_CHANNEL_FD)];
+    for (i, extra) in stdio.extra.iter().enumerate() {
+        moves.push((extra.as_raw_fd(), PRESERVED_FDS_BASE + i as i32));
+    }
+    // Above every target, so that no move replaces a source not moved yet.
+    let above = PRESERVED_FDS_BASE + stdio.extra.len() as i32;
     let mut cmd = Command::new(helper);
     cmd.args(args)
         .env_clear()
@@ -283,23 +305,30 @@ fn spawn_helper(
         .stdout(ProcStdio::from(stdio.stdout))
         .stderr(ProcStdio::from(stdio.stderr));
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // dup2/fcntl, which are async-signal-safe; `raw` stays open in the parent until
-    // spawn returns.
+    // fcntl/dup2, which are async-signal-safe, on fds that stay open in the parent
+    // until spawn returns; it writes into the pre-allocated `moves` only.
     unsafe {
         cmd.pre_exec(move || {
-            if raw == INIT_CHANNEL_FD {
-                let flags = libc::fcntl(raw, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            // First out of the way (close-on-exec copies), then into place: dup2
+            // clears close-on-exec on the target.
+            for (src, _) in moves.iter_mut() {
+                let copy = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, above);
+                if copy < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(raw, INIT_CHANNEL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+                *src = copy;
+            }
+            for (src, dst) in moves.iter() {
+                if libc::dup2(*src, *dst) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
     let child = cmd.spawn().ctx("spawn", helper)?;
     drop(fd);
+    drop(stdio.extra);
     // Never waited for here: the caller's reaper collects the exit status.
     Ok(child.id())
 }
@@ -485,6 +514,7 @@ impl Container {
             op: "socketpair",
             source,
         })?;
+        let preserved_fds = stdio.extra.len() as u32;
         let monitor_pid = spawn_monitor(
             cfg,
             id,
@@ -581,6 +611,7 @@ impl Container {
             set_unified_hugetlb(&hierarchies, &t.cgroups.container, &hugetlb_v2).map_err(fail)?;
         }
         let mut init = t.init.clone();
+        init.process.preserved_fds = preserved_fds;
         init.hooks = InitHooks {
             start_container: t.hooks.start_container.clone(),
             start_state: oci_state_json(id, "created", init_pid, bundle, &annotations),
@@ -689,6 +720,7 @@ impl Container {
         if spec.cpu_affinity.is_none() {
             spec.cpu_affinity = self.state.exec_cpu_affinity.clone();
         }
+        spec.preserved_fds = stdio.extra.len() as u32;
         let (rt_end, helper_end) = Channel::pair().map_err(|source| Error::Sys {
             op: "socketpair",
             source,

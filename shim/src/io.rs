@@ -188,11 +188,11 @@ async fn copy_stdin(
 
 /// The stdio of a process that gets a terminal: it replaces them with the pty.
 pub fn null_stdio() -> Result<Stdio> {
-    Ok(Stdio {
-        stdin: dev_null(false)?,
-        stdout: dev_null(true)?,
-        stderr: dev_null(true)?,
-    })
+    Ok(Stdio::new(
+        dev_null(false)?,
+        dev_null(true)?,
+        dev_null(true)?,
+    ))
 }
 
 /// Copy between containerd's fifos and the pty master of a process with a
@@ -435,26 +435,12 @@ pub fn open(
             open_log_file(stdout)?
         };
         let stdin = open_stdin(stdin, &mut keep, owner)?;
-        return Ok((
-            Stdio {
-                stdin,
-                stdout,
-                stderr,
-            },
-            keep,
-        ));
+        return Ok((Stdio::new(stdin, stdout, stderr), keep));
     }
     let stdin = open_stdin(stdin, &mut keep, owner)?;
     let stdout = open_output(stdout, &mut keep, owner)?;
     let stderr = open_output(stderr, &mut keep, owner)?;
-    Ok((
-        Stdio {
-            stdin,
-            stdout,
-            stderr,
-        },
-        keep,
-    ))
+    Ok((Stdio::new(stdin, stdout, stderr), keep))
 }
 
 #[cfg(test)]

@@ -917,3 +917,139 @@ fn exec_scheduling_and_memory_policy() {
         env.finish()
     })());
 }
+
+/// `cmd` gets `fds` at 3, 4, ... and no other fd above stderr (as conmon
+/// hands fds to the runtime).
+fn with_fds(cmd: &mut std::process::Command, fds: &[&OwnedFd]) {
+    use std::os::unix::process::CommandExt;
+    let mut moves: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let above = 3 + moves.len() as i32;
+    // SAFETY: fcntl/dup2 only (async-signal-safe), on fds open in the parent
+    // until spawn returns; `moves` is allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in moves.iter_mut() {
+                *fd = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, above);
+                if *fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in moves.iter().enumerate() {
+                if nix::libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Nothing else (e.g. flock(1)'s lock fd, inherited by this test).
+            nix::libc::syscall(nix::libc::SYS_close_range, above as u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+}
+
+/// `--preserve-fds N`: the caller's fds 3..3+N reach the container's process
+/// at 3..3+N, and nothing else does — for `run`, for `create` + `start` (the
+/// waiting init holds them) and for `exec`; same as runc.
+#[test]
+fn preserve_fds() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let dir = env.dir.path().to_path_buf();
+        let runc_root = dir.join("runc-root");
+        let input = dir.join("input");
+        fs::write(&input, "from-the-caller\n")?;
+        let open_in = || -> Result<OwnedFd> { Ok(fs::File::open(&input)?.into()) };
+        let open_out =
+            |name: &str| -> Result<OwnedFd> { Ok(fs::File::create(dir.join(name))?.into()) };
+        // Reads fd 3, writes it to fd 4, lists its own fds.
+        // (Shell builtins only: a pipeline's pipes would show up in the list.)
+        let script = "read l <&3; echo \"got $l\" >&4; \
+            for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do \
+            [ -e /proc/$$/fd/$n ] && printf '%s ' $n; done; true";
+        let ids = [env.id("pfd-lxcri"), env.id("pfd-runc")];
+        for (rt, id) in ["lxcri", "runc"].into_iter().zip(ids) {
+            let runtime = |args: &[&str], fds: &[&OwnedFd]| {
+                let mut cmd = if rt == "lxcri" {
+                    let mut c = std::process::Command::new(LXCRI);
+                    c.arg("--root").arg(&env.root);
+                    c
+                } else {
+                    let mut c = std::process::Command::new("runc");
+                    c.arg("--root").arg(&runc_root);
+                    c
+                };
+                cmd.args(args);
+                with_fds(&mut cmd, fds);
+                lxcri_integration::cli::run_files(&mut cmd, &dir, Duration::from_secs(30))
+            };
+            // run, in the foreground.
+            let b = env.bundle(&format!("pfd-run-{rt}"), &["sh", "-c", script], |_| {})?;
+            let (fin, fout) = (open_in()?, open_out(&format!("out-run-{rt}"))?);
+            let out = runtime(
+                &["run", "--preserve-fds", "2", "-b", b.to_str().unwrap(), &id],
+                &[&fin, &fout],
+            )?;
+            ensure!(out.code == 0, "{rt} run: {out}");
+            ensure!(out.stdout.trim() == "0 1 2 3 4", "{rt} run: fds {out}");
+            let got = fs::read_to_string(dir.join(format!("out-run-{rt}")))?;
+            ensure!(got == "got from-the-caller\n", "{rt} run wrote {got:?}");
+
+            // create + start: the waiting init keeps the fd until start.
+            let b = env.bundle(
+                &format!("pfd-create-{rt}"),
+                &["sh", "-c", "echo started >&3; sleep 30"],
+                |_| {},
+            )?;
+            let fout = open_out(&format!("out-create-{rt}"))?;
+            let pidfile = dir.join(format!("pid-{rt}"));
+            let create = [
+                "create",
+                "--preserve-fds",
+                "1",
+                "--pid-file",
+                pidfile.to_str().unwrap(),
+                "-b",
+                b.to_str().unwrap(),
+                &id,
+            ];
+            runtime(&create, &[&fout])?.ok()?;
+            drop(fout);
+            runtime(&["start", &id], &[])?.ok()?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let out_create = dir.join(format!("out-create-{rt}"));
+            while fs::read_to_string(&out_create)? != "started\n" {
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "{rt}: start wrote nothing"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+
+            // exec: its own preserved fds.
+            let (fin, fout) = (open_in()?, open_out(&format!("out-exec-{rt}"))?);
+            let out = runtime(
+                &["exec", "--preserve-fds", "2", &id, "sh", "-c", script],
+                &[&fin, &fout],
+            )?;
+            ensure!(out.code == 0, "{rt} exec: {out}");
+            ensure!(out.stdout.trim() == "0 1 2 3 4", "{rt} exec: fds {out}");
+            let got = fs::read_to_string(dir.join(format!("out-exec-{rt}")))?;
+            ensure!(got == "got from-the-caller\n", "{rt} exec wrote {got:?}");
+
+            // Not open in the caller: a clear error, nothing created.
+            if rt == "lxcri" {
+                let out = runtime(&["exec", "--preserve-fds", "1", &id, "true"], &[])?;
+                ensure!(
+                    out.code != 0 && out.stderr.contains("fd 3 is not open"),
+                    "{out}"
+                );
+            }
+            let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+            runtime(&["kill", &id, "KILL"], &[])?.ok()?;
+            reaper.wait(pid, Duration::from_secs(10))?;
+            runtime(&["delete", &id], &[])?.ok()?;
+        }
+        drop(reaper);
+        env.finish()
+    })());
+}

@@ -59,6 +59,8 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     }
     let (r, w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // The preserved fds go to 3.. at the exec: the error pipe must not be there.
+    let w = lxcri_libexec::process::move_above_preserved(w, process.preserved_fds)?;
     let wfd = w.as_raw_fd();
     // The attached child sends its pty master back through this pair.
     let (console_rx, console_tx) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;

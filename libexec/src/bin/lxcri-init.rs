@@ -80,6 +80,13 @@ fn main() {
         Ok(None) => exit(INIT_FAILED),
         Err(e) => fail(&format!("receive start: {e}")),
     };
+    // The preserved fds go to 3.. at the exec: the result pipe must not be there.
+    let result_pipe =
+        match lxcri_libexec::process::move_above_preserved(result_pipe, spec.process.preserved_fds)
+        {
+            Ok(fd) => fd,
+            Err(message) => fail(&message),
+        };
     let h = &spec.hooks;
     if let Err(message) = run_hooks("startContainer", &h.start_container, &h.start_state, &[]) {
         report(result_pipe, &message);

@@ -108,7 +108,14 @@ fn run(args: &[String]) -> Result<i32, String> {
         );
         return Ok(START_FAILED);
     }
-    Ok(decode_wait_status(c.error_num()))
+    let code = decode_wait_status(c.error_num());
+    // The runtime shows this line when the init ended before it reported in
+    // (e.g. killed during liblxc's set-up), where liblxc logs no error.
+    log_line(
+        log,
+        &format!("the container's init ended with status {code}"),
+    );
+    Ok(code)
 }
 
 fn main() {

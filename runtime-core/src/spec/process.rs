@@ -263,6 +263,7 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         // The container's (linux.memoryPolicy), set by the caller.
         memory_policy: None,
         cpu_affinity,
+        preserved_fds: 0,
     })
 }
 
