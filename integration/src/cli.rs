@@ -296,6 +296,13 @@ runtime_supports_json = ["{name}"]
         run_files(&mut self.command(args), self.dir.path(), TIMEOUT)
     }
 
+    /// With `fds` at 3, 4, ... (for `--preserve-fds`).
+    pub fn podman_fds(&self, args: &[&str], fds: &[&std::os::fd::OwnedFd]) -> Result<Output> {
+        let mut cmd = self.command(args);
+        crate::cmd::with_fds(&mut cmd, fds);
+        run_files(&mut cmd, self.dir.path(), TIMEOUT)
+    }
+
     /// With `stdin` fed through a pipe.
     pub fn podman_stdin(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
         crate::cmd::run(&mut self.command(args), Some(stdin), TIMEOUT)

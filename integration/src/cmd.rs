@@ -119,3 +119,34 @@ pub fn collect<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<Stri
 pub fn must(cmd: &mut Command) -> Result<Output> {
     run(cmd, None, TIMEOUT)?.ok()
 }
+
+/// `cmd` gets `fds` at 3, 4, ... and no other fd above stderr (as conmon
+/// hands fds to the runtime).
+pub fn with_fds(cmd: &mut Command, fds: &[&std::os::fd::OwnedFd]) {
+    use std::os::unix::process::CommandExt;
+    let mut moves: Vec<i32> = fds
+        .iter()
+        .map(|f| std::os::fd::AsRawFd::as_raw_fd(*f))
+        .collect();
+    let above = 3 + moves.len() as i32;
+    // SAFETY: fcntl/dup2 only (async-signal-safe), on fds open in the parent
+    // until spawn returns; `moves` is allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in moves.iter_mut() {
+                *fd = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, above);
+                if *fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in moves.iter().enumerate() {
+                if nix::libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Nothing else (e.g. flock(1)'s lock fd, inherited by this test).
+            nix::libc::syscall(nix::libc::SYS_close_range, above as u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+}

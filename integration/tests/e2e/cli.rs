@@ -918,34 +918,6 @@ fn exec_scheduling_and_memory_policy() {
     })());
 }
 
-/// `cmd` gets `fds` at 3, 4, ... and no other fd above stderr (as conmon
-/// hands fds to the runtime).
-fn with_fds(cmd: &mut std::process::Command, fds: &[&OwnedFd]) {
-    use std::os::unix::process::CommandExt;
-    let mut moves: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let above = 3 + moves.len() as i32;
-    // SAFETY: fcntl/dup2 only (async-signal-safe), on fds open in the parent
-    // until spawn returns; `moves` is allocated before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in moves.iter_mut() {
-                *fd = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, above);
-                if *fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (i, fd) in moves.iter().enumerate() {
-                if nix::libc::dup2(*fd, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // Nothing else (e.g. flock(1)'s lock fd, inherited by this test).
-            nix::libc::syscall(nix::libc::SYS_close_range, above as u32, u32::MAX, 0u32);
-            Ok(())
-        });
-    }
-}
-
 /// `--preserve-fds N`: the caller's fds 3..3+N reach the container's process
 /// at 3..3+N, and nothing else does — for `run`, for `create` + `start` (the
 /// waiting init holds them) and for `exec`; same as runc.
@@ -979,7 +951,7 @@ fn preserve_fds() {
                     c
                 };
                 cmd.args(args);
-                with_fds(&mut cmd, fds);
+                lxcri_integration::cmd::with_fds(&mut cmd, fds);
                 lxcri_integration::cli::run_files(&mut cmd, &dir, Duration::from_secs(30))
             };
             // run, in the foreground.

@@ -278,3 +278,48 @@ fn volumes_and_shared_namespaces() {
         p.finish()
     })());
 }
+
+/// `podman run/exec --preserve-fds 1`: podman hands its fd 3 to conmon, which
+/// passes `--preserve-fds 1` to lxcri; the container's process reads it at 3.
+#[test]
+fn preserve_fds() {
+    check((|| {
+        let p = podman()?;
+        let input = p.dir.path().join("preserved");
+        std::fs::write(&input, "through podman\n")?;
+        let fd = || -> Result<std::os::fd::OwnedFd> { Ok(std::fs::File::open(&input)?.into()) };
+        let out = p.podman_fds(
+            &[
+                "run",
+                "--rm",
+                "--preserve-fds",
+                "1",
+                IMG,
+                "cat",
+                "/proc/self/fd/3",
+            ],
+            &[&fd()?],
+        )?;
+        ensure!(
+            out.code == 0 && out.stdout == "through podman\n",
+            "run: {out}"
+        );
+        p.podman_ok(&["run", "-d", "--name", "pfd", IMG, "sleep", "60"])?;
+        let out = p.podman_fds(
+            &[
+                "exec",
+                "--preserve-fds",
+                "1",
+                "pfd",
+                "cat",
+                "/proc/self/fd/3",
+            ],
+            &[&fd()?],
+        )?;
+        ensure!(
+            out.code == 0 && out.stdout == "through podman\n",
+            "exec: {out}"
+        );
+        p.finish()
+    })());
+}
