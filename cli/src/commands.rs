@@ -341,6 +341,7 @@ fn pending_state(
         created_cgroup_dirs: created,
         annotations: Default::default(),
         seccomp: None,
+        apparmor_profile: None,
         poststart: Vec::new(),
         poststop: Vec::new(),
         hook_helper: PathBuf::new(),

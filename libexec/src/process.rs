@@ -101,6 +101,9 @@ pub fn open_console(size: Option<(u16, u16)>) -> Result<OwnedFd, String> {
 
 /// Everything but the exec.
 pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
+    if let Some(profile) = &spec.apparmor_profile {
+        apparmor_exec(profile)?;
+    }
     if let Some(u) = spec.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(u));
     }
@@ -337,6 +340,31 @@ pub fn load_seccomp(p: &SeccompProgram) -> Result<(), String> {
         return Err(format!("load seccomp filter: {}", Errno::last()));
     }
     Ok(())
+}
+
+/// Enter AppArmor profile `profile` at the next execve (runc's
+/// `apparmor.ApplyProfile`): "exec PROFILE" into this thread's exec attribute,
+/// the LSM-stacking path first, the old one on kernels without it.
+fn apparmor_exec(profile: &str) -> Result<(), String> {
+    let value = format!("exec {profile}");
+    let mut last = None;
+    for path in [
+        "/proc/thread-self/attr/apparmor/exec",
+        "/proc/thread-self/attr/exec",
+    ] {
+        match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(mut f) => {
+                return std::io::Write::write_all(&mut f, value.as_bytes()).map_err(|e| {
+                    format!("apply AppArmor profile {profile:?} (is it loaded?): {e}")
+                })
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(format!(
+        "apply AppArmor profile {profile:?}: no AppArmor exec attribute: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 /// Move the preserved fds from [`PRESERVED_FDS_BASE`].. down to 3.. (without

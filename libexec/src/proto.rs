@@ -87,6 +87,10 @@ pub struct ProcessSpec {
     /// them at [`PRESERVED_FDS_BASE`].., the process gets them at 3.. .
     #[serde(default, skip_serializing_if = "is_zero")]
     pub preserved_fds: u32,
+    /// `process.apparmorProfile`: the profile the exec enters (written to the
+    /// process's AppArmor exec attribute before the user switch, as runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -112,6 +112,9 @@ pub struct ContainerState {
     /// The container's seccomp filter, also applied to execs (like runc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<SeccompProgram>,
+    /// The container's AppArmor profile, for execs that name none (like runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
     /// poststart hooks, run after a successful start through `hook_helper`.
     #[serde(default)]
     pub poststart: Vec<HookSpec>,
@@ -651,6 +654,7 @@ impl Container {
             created_cgroup_dirs: created,
             annotations,
             seccomp: t.init.process.seccomp.clone(),
+            apparmor_profile: t.init.process.apparmor_profile.clone(),
             poststart: t.hooks.poststart.clone(),
             poststop: t.hooks.poststop.clone(),
             hook_helper,
@@ -710,6 +714,9 @@ impl Container {
         let id = &self.state.id;
         let mut spec = spec::process::translate_process(process, &self.state.rootfs)?;
         spec.seccomp = self.state.seccomp.clone();
+        if spec.apparmor_profile.is_none() {
+            spec.apparmor_profile = self.state.apparmor_profile.clone();
+        }
         spec.memory_policy = self.state.memory_policy.clone();
         if spec.io_priority.is_none() {
             spec.io_priority = self.state.io_priority;
@@ -1254,6 +1261,7 @@ mod tests {
             created_cgroup_dirs: vec![],
             annotations: [("a".to_string(), "b".to_string())].into(),
             seccomp: None,
+            apparmor_profile: None,
             poststart: vec![],
             poststop: vec![],
             hook_helper: "/usr/local/libexec/lxcri/lxcri-hook".into(),

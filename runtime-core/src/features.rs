@@ -61,8 +61,9 @@ pub fn features(annotations: Value) -> Value {
                     "SECCOMP_FILTER_FLAG_LOG"
                 ],
             },
-            // Profiles and labels are refused (only "unconfined"/empty pass).
-            "apparmor": { "enabled": false },
+            // AppArmor profiles are entered at the exec (where the host has
+            // AppArmor); SELinux labels are refused (only empty passes).
+            "apparmor": { "enabled": true },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } },

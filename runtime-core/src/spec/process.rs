@@ -130,7 +130,7 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
     // "unconfined" and empty are fine; anything else is an error naming the field
     // (why depends on the host: see `security`).
     let host = super::security::HostFeatures::detect();
-    super::security::check_apparmor(
+    let apparmor_profile = super::security::check_apparmor(
         "process.apparmorProfile",
         p.apparmor_profile().as_deref(),
         host,
@@ -264,6 +264,7 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         memory_policy: None,
         cpu_affinity,
         preserved_fds: 0,
+        apparmor_profile,
     })
 }
 

@@ -2,9 +2,11 @@
 //! `linux.mountLabel`, `linux.intelRdt`, and `linux.personality`.
 //!
 //! The LSM fields need the LSM on the host. Without it, asking for a profile or
-//! a label other than "unconfined"/empty is a clear error (runc fails too); with
-//! it, lxcri cannot apply them yet: liblxc would confine our init before its
-//! setup (masked paths need mount), where runc applies them at the exec.
+//! a label other than "unconfined"/empty is a clear error (runc fails too).
+//! AppArmor: liblxc is told `lxc.apparmor.profile = unconfined` (else it would
+//! confine our init with its default profile before the init's set-up), and the
+//! process enters the spec's profile at its exec, as runc does. SELinux labels
+//! are not supported yet.
 
 use oci_spec::runtime::{LinuxPersonalityDomain, Spec};
 
@@ -40,22 +42,26 @@ impl HostFeatures {
     }
 }
 
-/// `process.apparmorProfile` (also of an exec'd process).
+/// `process.apparmorProfile` (also of an exec'd process): the profile the
+/// process enters at its exec, as runc applies it (None: stay as is).
 pub fn check_apparmor(
     field: &str,
     profile: Option<&str>,
     host: HostFeatures,
-) -> Result<(), SpecError> {
+) -> Result<Option<String>, SpecError> {
     match profile {
-        None | Some("") | Some("unconfined") => Ok(()),
+        None | Some("") => Ok(None),
+        Some("unconfined") if !host.apparmor => Ok(None),
         Some(p) if !host.apparmor => Err(SpecError::new(
             field,
             format!("AppArmor is not enabled on this host: cannot apply profile {p:?}"),
         )),
-        Some(_) => Err(SpecError::new(
-            field,
-            "AppArmor profiles are not supported by lxcri yet",
-        )),
+        Some(p) => {
+            if p.contains(['\n', '\0']) {
+                return Err(SpecError::new(field, "must not contain newline or NUL"));
+            }
+            Ok(Some(p.to_string()))
+        }
     }
 }
 
@@ -88,6 +94,15 @@ pub fn translate(spec: &Spec, host: HostFeatures, lxc: &mut LxcConfig) -> Result
             host,
         )?;
         check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
+    }
+    if host.apparmor {
+        // liblxc would confine the init with its own default profile before
+        // the init's set-up; the init enters the spec's profile at the exec.
+        lxc.push(
+            "process.apparmorProfile",
+            "lxc.apparmor.profile",
+            "unconfined",
+        )?;
     }
     let Some(l) = spec.linux().as_ref() else {
         return Ok(());
@@ -176,11 +191,6 @@ mod tests {
         assert!(lxc.items().is_empty());
         let cases = [
             (
-                process(serde_json::json!({"apparmorProfile": "docker-default"})),
-                "process.apparmorProfile",
-                "not enabled",
-            ),
-            (
                 process(serde_json::json!({"selinuxLabel": "system_u:system_r:container_t:s0"})),
                 "process.selinuxLabel",
                 "not enabled",
@@ -204,5 +214,44 @@ mod tests {
             assert_eq!(e.field, field);
             assert!(e.reason.contains("not supported"), "{e}");
         }
+    }
+
+    /// AppArmor: without it on the host only "unconfined"/empty pass; with it,
+    /// liblxc leaves the init unconfined and the process gets the spec's
+    /// profile at its exec.
+    #[test]
+    fn golden_apparmor() {
+        let aa = HostFeatures {
+            apparmor: true,
+            ..HostFeatures::default()
+        };
+        let f = "process.apparmorProfile";
+        assert_eq!(check_apparmor(f, None, aa).unwrap(), None);
+        assert_eq!(check_apparmor(f, Some(""), aa).unwrap(), None);
+        assert_eq!(
+            check_apparmor(f, Some("docker-default"), aa).unwrap(),
+            Some("docker-default".to_string())
+        );
+        assert_eq!(
+            check_apparmor(f, Some("unconfined"), aa).unwrap(),
+            Some("unconfined".to_string())
+        );
+        let e = check_apparmor(f, Some("a\nlxc.x = y"), aa).unwrap_err();
+        assert_eq!(e.field, f);
+        let none = HostFeatures::default();
+        assert_eq!(check_apparmor(f, Some("unconfined"), none).unwrap(), None);
+        let e = check_apparmor(f, Some("docker-default"), none).unwrap_err();
+        assert_eq!(e.field, f);
+        assert!(e.reason.contains("not enabled"), "{e}");
+
+        let mut lxc = LxcConfig::new();
+        let s = spec(process(
+            serde_json::json!({"apparmorProfile": "docker-default"}),
+        ));
+        translate(&s, aa, &mut lxc).unwrap();
+        assert_eq!(lxc.render(), "lxc.apparmor.profile = unconfined\n");
+        let mut lxc = LxcConfig::new();
+        translate(&spec(process(serde_json::json!({}))), none, &mut lxc).unwrap();
+        assert_eq!(lxc.render(), "");
     }
 }
