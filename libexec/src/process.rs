@@ -187,6 +187,11 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
         caps::securebits::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
         let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
         caps::set(None, CapSet::Effective, &permitted).map_err(|e| format!("capset: {e}"))?;
+    } else {
+        // Root of the container: after joining a user namespace (an exec into
+        // one) our ids are still the host's, unmapped there.
+        let root = Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root).map_err(|e| format!("setuid 0: {e}"))?;
     }
     if let Some(c) = &spec.capabilities {
         caps::set(None, CapSet::Inheritable, &cap_set(&c.inheritable)?)

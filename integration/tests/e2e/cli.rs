@@ -1025,3 +1025,84 @@ fn preserve_fds() {
         env.finish()
     })());
 }
+
+/// `exec` into a container with its own user and time namespaces (the CLI's
+/// container has no LXC monitor: lxcri-attach joins the init's namespaces
+/// itself): the exec'd process is in the init's user and time namespaces,
+/// sees the uid map and the clock offset, and is root inside.
+#[test]
+fn exec_joins_user_and_time_namespaces() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let reaper = Subreaper::new()?;
+        let id = env.id("usertime");
+        let b = env.bundle("usertime", &["sleep", "30"], |v| {
+            let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.push(serde_json::json!({"type": "user"}));
+            ns.push(serde_json::json!({"type": "time"}));
+            v["linux"]["uidMappings"] =
+                serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["gidMappings"] =
+                serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["timeOffsets"] =
+                serde_json::json!({"boottime": {"secs": 86400, "nanosecs": 0}});
+        })?;
+        let pidfile = env.dir.path().join("pid");
+        env.lxcri_ok(&[
+            "run",
+            "-d",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            "-b",
+            b.to_str().unwrap(),
+            &id,
+        ])?;
+        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        let inode = |p: String| -> Result<String> {
+            Ok(fs::read_link(&p)
+                .with_context(|| p.clone())?
+                .display()
+                .to_string())
+        };
+        let (user, time) = (
+            inode(format!("/proc/{pid}/ns/user"))?,
+            inode(format!("/proc/{pid}/ns/time"))?,
+        );
+        ensure!(
+            user != inode("/proc/self/ns/user".into())?,
+            "no user namespace"
+        );
+        let out = env.lxcri_ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/user; readlink /proc/self/ns/time; cat /proc/self/uid_map; \
+             cut -d' ' -f1 /proc/uptime; id -u",
+        ])?;
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        ensure!(lines.len() == 5, "{out}");
+        ensure!(
+            lines[0] == user && lines[1] == time,
+            "namespaces {out} want {user} {time}"
+        );
+        let map: Vec<&str> = lines[2].split_whitespace().collect();
+        ensure!(map == ["0", "100000", "65536"], "uid map {out}");
+        let host_uptime: f64 = fs::read_to_string("/proc/uptime")?
+            .split(' ')
+            .next()
+            .context("uptime")?
+            .parse()?;
+        let uptime: f64 = lines[3].parse()?;
+        ensure!(
+            uptime - host_uptime > 86000.0,
+            "boottime offset: container {uptime}, host {host_uptime}"
+        );
+        ensure!(lines[4] == "0", "uid inside {out}");
+        env.lxcri_ok(&["kill", &id, "KILL"])?;
+        reaper.wait(pid, Duration::from_secs(10))?;
+        env.lxcri_ok(&["delete", &id])?;
+        drop(reaper);
+        env.finish()
+    })());
+}

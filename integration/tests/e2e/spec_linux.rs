@@ -264,9 +264,8 @@ fn user_namespace(h: &mut Harness) -> Result<()> {
     // The image belongs to the mapped root, as a remapping snapshotter makes it
     // (the runtime creates mount points in it as that user).
     chown_tree(Path::new(&h.rootfs()), 100000)?;
-    // liblxc insists that root owns the range in /etc/subuid and /etc/subgid
-    // when newuidmap is installed (conf.c lxc_map_ids); runc does not.
-    let _subids = SubIds::grant_root("100000:65536")?;
+    // No /etc/subuid entry for root is needed (as with runc): lxcri-start
+    // keeps liblxc from using newuidmap.
     let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
     push_namespace(&mut spec, "user")?;
     spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
@@ -320,36 +319,4 @@ pub(crate) fn chown_tree(root: &Path, id: u32) -> Result<()> {
             .with_context(|| format!("chown {}", p.display()))?;
     }
     Ok(())
-}
-
-/// Adds `root:<range>` to /etc/subuid and /etc/subgid for the scenario and
-/// restores the files when dropped.
-pub(crate) struct SubIds(Vec<(&'static str, Option<String>)>);
-
-impl SubIds {
-    pub(crate) fn grant_root(range: &str) -> Result<SubIds> {
-        let mut saved = Vec::new();
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            let old = std::fs::read_to_string(f).ok();
-            let mut text = old.clone().unwrap_or_default();
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&format!("root:{range}\n"));
-            std::fs::write(f, text)?;
-            saved.push((f, old));
-        }
-        Ok(SubIds(saved))
-    }
-}
-
-impl Drop for SubIds {
-    fn drop(&mut self) {
-        for (f, old) in &self.0 {
-            let _ = match old {
-                Some(t) => std::fs::write(f, t),
-                None => std::fs::remove_file(f),
-            };
-        }
-    }
 }

@@ -3,7 +3,7 @@
 //! mount, user and time. A holder process made with unshare(1) owns the
 //! namespace; the container's /proc/self/ns/<type> must be the holder's.
 
-use crate::spec_linux::{chown_tree, SubIds};
+use crate::spec_linux::chown_tree;
 use crate::util::{default_spec, run_spec};
 use crate::{matrix, matrix_lxcri_v2};
 use anyhow::{bail, ensure, Context, Result};
@@ -159,7 +159,6 @@ fn join_mount_namespace(h: &mut Harness) -> Result<()> {
 /// them from the namespace when the spec has none.
 fn join_user_namespace(h: &mut Harness) -> Result<()> {
     chown_tree(Path::new(&h.rootfs()), 100000)?;
-    let _subids = SubIds::grant_root("100000:65536")?;
     let holder = Holder::spawn(&["--user"], "user", false)?;
     for f in ["uid_map", "gid_map"] {
         std::fs::write(format!("/proc/{}/{f}", holder.pid), "0 100000 65536\n")
@@ -225,7 +224,6 @@ fn join_time_namespace(h: &mut Harness) -> Result<()> {
 /// /dev/fuse is the host's inode with its numbers.
 fn devices_in_user_namespace(h: &mut Harness) -> Result<()> {
     chown_tree(Path::new(&h.rootfs()), 100000)?;
-    let _subids = SubIds::grant_root("100000:65536")?;
     let host = std::fs::metadata("/dev/fuse").context("the host's /dev/fuse")?;
     let id = h.id("userns-dev");
     let script = "stat -c '%F %t:%T %i' /dev/fuse";

@@ -131,8 +131,8 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
 
 /// Attach without liblxc (no LXC monitor to ask): join the container's cgroups
 /// (our child inherits them), every namespace of its init that differs from ours
-/// (one `setns` on a pidfd), and fork the process, which the pid namespace only
-/// takes for children. Returns the child's host pid.
+/// (one `setns` on a pidfd; user and time included), and fork the process, which
+/// the pid namespace only takes for children. Returns the child's host pid.
 fn attach_setns(
     init_pid: i32,
     cgroup_procs: &[String],
@@ -155,7 +155,11 @@ fn attach_setns(
     let pidfd =
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) };
     let mut flags = 0;
+    // The kernel enters the user namespace first, whatever the order here; the
+    // time namespace needs a single-threaded caller with its own memory (ours).
     for (ns, flag) in [
+        ("user", libc::CLONE_NEWUSER),
+        ("time", libc::CLONE_NEWTIME),
         ("mnt", libc::CLONE_NEWNS),
         ("uts", libc::CLONE_NEWUTS),
         ("ipc", libc::CLONE_NEWIPC),

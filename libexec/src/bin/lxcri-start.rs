@@ -97,6 +97,12 @@ fn run(args: &[String]) -> Result<i32, String> {
         .map_err(|e| e.to_string())?;
     c.want_daemonize(false).map_err(|e| e.to_string())?;
     c.want_close_all_fds(false).map_err(|e| e.to_string())?;
+    // liblxc maps user namespace ids with newuidmap/newgidmap when it finds
+    // them on PATH, even as root, and those want root's ranges in /etc/subuid
+    // and /etc/subgid. Without PATH it writes the maps itself, as root may
+    // (and runc does). Nothing liblxc runs for us needs PATH: the init and
+    // lxcri-hook are absolute paths, the container's env comes from the spec.
+    std::env::remove_var("PATH");
     let started = c.start().map_err(|e| e.to_string())?;
     if !started {
         log_line(
