@@ -617,8 +617,7 @@ impl Container {
                     // The init loaded a filter with SCMP_ACT_NOTIFY rules (runc's
                     // procSeccomp): its agent gets the state "creating".
                     (InitMessage::SeccompListener { .. }, Some(fd)) => {
-                        let state =
-                            oci_state_json(id, "creating", init_pid, bundle, &annotations);
+                        let state = oci_state_json(id, "creating", init_pid, bundle, &annotations);
                         send_to_agent(t.init.process.seccomp.as_ref(), init_pid, &state, &fd)
                             .map_err(fail)?;
                         rt_end

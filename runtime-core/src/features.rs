@@ -13,9 +13,18 @@ fn supported_seccomp_flags() -> Vec<&'static str> {
         SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
     };
     [
-        ("SECCOMP_FILTER_FLAG_TSYNC", libc::SECCOMP_FILTER_FLAG_TSYNC as u32),
-        ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32),
-        ("SECCOMP_FILTER_FLAG_LOG", libc::SECCOMP_FILTER_FLAG_LOG as u32),
+        (
+            "SECCOMP_FILTER_FLAG_TSYNC",
+            libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
+        ),
+        (
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32,
+        ),
+        (
+            "SECCOMP_FILTER_FLAG_LOG",
+            libc::SECCOMP_FILTER_FLAG_LOG as u32,
+        ),
         (
             "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
             SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | SECCOMP_FILTER_FLAG_NEW_LISTENER,

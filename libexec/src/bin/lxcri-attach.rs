@@ -79,8 +79,7 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
                 }
             }
         }
-        let mut on_listener =
-            |fd| lxcri_libexec::process::hand_over_listener(&seccomp_tx, fd);
+        let mut on_listener = |fd| lxcri_libexec::process::hand_over_listener(&seccomp_tx, fd);
         let (code, message) = lxcri_libexec::process::become_process(&process, &mut on_listener);
         let _ = writeln!(std::io::stderr(), "lxcri: {message}");
         // SAFETY: wfd is the pipe's write end, open in this (forked) child.

@@ -174,7 +174,11 @@ pub fn translate(s: &LinuxSeccomp) -> Result<SeccompProgram, SpecError> {
             continue;
         }
         if act == ScmpAction::Notify {
-            if let Some(name) = sc.names().iter().find(|n| NOTIFY_REFUSED.contains(&n.as_str())) {
+            if let Some(name) = sc
+                .names()
+                .iter()
+                .find(|n| NOTIFY_REFUSED.contains(&n.as_str()))
+            {
                 return Err(SpecError::new(
                     format!("{field}.names"),
                     format!("SCMP_ACT_NOTIFY cannot be used for the {name} syscall"),
@@ -245,9 +249,7 @@ pub fn translate(s: &LinuxSeccomp) -> Result<SeccompProgram, SpecError> {
     Ok(SeccompProgram {
         instructions,
         flags,
-        listener_metadata: listener_path
-            .as_ref()
-            .and(s.listener_metadata().clone()),
+        listener_metadata: listener_path.as_ref().and(s.listener_metadata().clone()),
         listener_path,
     })
 }
