@@ -457,6 +457,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listener_hand_over_waits_for_the_runtime() {
+        let (rt, process) = Channel::pair().unwrap();
+        let runtime = std::thread::spawn(move || {
+            let m = rt.recv::<InitMessage>().unwrap().unwrap();
+            assert_eq!(m.message, InitMessage::SeccompListener { pid: None });
+            assert_eq!(m.fds.len(), 1);
+            rt.send(&RuntimeMessage::SeccompDone).unwrap();
+            // Second time: the runtime gives up (no agent) and closes.
+            let m = rt.recv::<InitMessage>().unwrap().unwrap();
+            assert_eq!(m.fds.len(), 1);
+        });
+        let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        hand_over_listener(&process, fd()).unwrap();
+        let e = hand_over_listener(&process, fd()).unwrap_err();
+        assert!(e.contains("could not hand over"), "{e}");
+        runtime.join().unwrap();
+    }
+
+    #[test]
     fn bitmask_words() {
         assert_eq!(bitmask(&[]), vec![0]);
         assert_eq!(bitmask(&[0, 2, 3]), vec![0b1101]);
