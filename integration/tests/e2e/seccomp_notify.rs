@@ -71,7 +71,8 @@ fn agent_dir() -> Result<tempfile::TempDir> {
 }
 
 /// `ctr run` with the agent: the init's document at create, the faked mkdir
-/// and the agent's errno; an exec gets a new listener with its own pid.
+/// and the agent's errno; an exec gets a new listener with its own pid; without
+/// the agent an exec fails.
 fn notify_run_and_exec(h: &mut Harness) -> Result<()> {
     let dir = agent_dir()?;
     let agent = Agent::start(&dir.path().join("agent.sock"))?;
@@ -118,8 +119,20 @@ fn notify_run_and_exec(h: &mut Harness) -> Result<()> {
         "the exec's own pid: {}",
         docs[2]
     );
-    remove(h, &id)?;
-    agent.stop()
+    // The agent gone, an exec fails naming the path and leaves no process
+    // (the leak check); the container runs on.
+    let path = agent.path.clone();
+    agent.stop()?;
+    let out = h.ctr(&["task", "exec", "--exec-id", "gone", &id, "/bin/echo", "ran"])?;
+    ensure!(
+        out.code != 0 && !out.stdout.contains("ran") && out.stderr.contains(path.to_str().unwrap()),
+        "{out}"
+    );
+    ensure!(
+        crate::util::task(h, &id)?.is_some_and(|t| t.status == "RUNNING"),
+        "still running"
+    );
+    remove(h, &id)
 }
 
 /// No agent at listenerPath: the create fails naming the path; nothing is left.
