@@ -12,6 +12,7 @@ pub mod leaks;
 pub mod procfs;
 pub mod registry;
 pub mod rootfs;
+pub mod seccomp_agent;
 
 pub use cmd::Output;
 pub use containerd::{Containerd, Version};

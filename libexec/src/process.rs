@@ -20,9 +20,10 @@ use nix::errno::Errno;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
+use crate::channel::Channel;
 use crate::proto::{
-    exec_failure_code, MemoryPolicy, ProcessSpec, SchedAttr, SeccompProgram, CAPABILITY_NAMES,
-    PRESERVED_FDS_BASE,
+    exec_failure_code, InitMessage, MemoryPolicy, ProcessSpec, RuntimeMessage, SchedAttr,
+    SeccompProgram, CAPABILITY_NAMES, PRESERVED_FDS_BASE,
 };
 
 /// Exit code for a failure of the setup itself (not of the exec).
@@ -39,10 +40,15 @@ fn cap_set(nums: &[u8]) -> Result<HashSet<Capability>, String> {
         .collect()
 }
 
+/// What a process does with the listener fd of a seccomp filter with
+/// SCMP_ACT_NOTIFY rules, right after loading it: hand it to the runtime and
+/// wait until the agent has it ([`hand_over_listener`]).
+pub type ListenerHandler<'a> = &'a mut dyn FnMut(OwnedFd) -> Result<(), String>;
+
 /// Turn this process into the spec's process; returns only on failure, with the
 /// exit code to use and the message for the user.
-pub fn become_process(spec: &ProcessSpec) -> (i32, String) {
-    if let Err(msg) = setup(spec) {
+pub fn become_process(spec: &ProcessSpec, on_listener: ListenerHandler<'_>) -> (i32, String) {
+    if let Err(msg) = setup(spec, on_listener) {
         return (SETUP_FAILED, msg);
     }
     let (path, errno) = exec(spec);
@@ -100,7 +106,7 @@ pub fn open_console(size: Option<(u16, u16)>) -> Result<OwnedFd, String> {
 }
 
 /// Everything but the exec.
-pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
+pub fn setup(spec: &ProcessSpec, on_listener: ListenerHandler<'_>) -> Result<(), String> {
     if let Some(profile) = &spec.apparmor_profile {
         apparmor_exec(profile)?;
     }
@@ -151,7 +157,9 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
     // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we still
     // hold it (runc's order); the profile must then allow the rest of the setup.
     if let (Some(p), false) = (&spec.seccomp, spec.no_new_privileges) {
-        load_seccomp(p)?;
+        if let Some(fd) = load_seccomp(p)? {
+            on_listener(fd)?;
+        }
     }
     if !spec.cwd.is_empty() {
         nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| {
@@ -213,7 +221,9 @@ pub fn setup(spec: &ProcessSpec) -> Result<(), String> {
     hand_over_preserved_fds(spec.preserved_fds)?;
     // With no_new_privs, as late as possible: only execve runs under the filter.
     if let (Some(p), true) = (&spec.seccomp, spec.no_new_privileges) {
-        load_seccomp(p)?;
+        if let Some(fd) = load_seccomp(p)? {
+            on_listener(fd)?;
+        }
     }
     Ok(())
 }
@@ -314,7 +324,9 @@ pub fn set_memory_policy(p: &MemoryPolicy) -> Result<(), Errno> {
 }
 
 /// Install a compiled seccomp filter on this process.
-pub fn load_seccomp(p: &SeccompProgram) -> Result<(), String> {
+/// Load the filter; with `SECCOMP_FILTER_FLAG_NEW_LISTENER` returns the listener
+/// fd (close-on-exec) for the seccomp agent.
+pub fn load_seccomp(p: &SeccompProgram) -> Result<Option<OwnedFd>, String> {
     let mut filter: Vec<libc::sock_filter> = p
         .instructions
         .iter()
@@ -341,10 +353,32 @@ pub fn load_seccomp(p: &SeccompProgram) -> Result<(), String> {
             &prog as *const libc::sock_fprog,
         )
     };
-    if r != 0 {
+    if r < 0 {
         return Err(format!("load seccomp filter: {}", Errno::last()));
     }
-    Ok(())
+    if !p.has_listener() {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER, seccomp(2) returned a new fd (close-on-exec) that
+    // nothing else owns.
+    Ok(Some(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r as i32)
+    }))
+}
+
+/// Send a seccomp listener fd over `ch` ([`InitMessage::SeccompListener`]) and wait
+/// for [`RuntimeMessage::SeccompDone`]: the agent has it. Runs under the filter:
+/// SCMP_ACT_NOTIFY is refused for sendmsg and recvmsg, which this needs.
+pub fn hand_over_listener(ch: &Channel, fd: OwnedFd) -> Result<(), String> {
+    ch.send_with_fd(&InitMessage::SeccompListener { pid: None }, fd.as_fd())
+        .map_err(|e| format!("send the seccomp listener: {e}"))?;
+    drop(fd);
+    match ch.recv::<RuntimeMessage>() {
+        Ok(Some(r)) if r.message == RuntimeMessage::SeccompDone => Ok(()),
+        Ok(Some(r)) => Err(format!("seccomp agent: unexpected message {:?}", r.message)),
+        Ok(None) => Err("seccomp agent: the runtime could not hand over the listener".into()),
+        Err(e) => Err(format!("seccomp agent: {e}")),
+    }
 }
 
 /// Enter AppArmor profile `profile` at the next execve (runc's
@@ -512,6 +546,25 @@ mod tests {
         nix::unistd::write(&w, b"x").unwrap();
         let mut buf = [0u8; 1];
         assert_eq!(nix::unistd::read(&r, &mut buf).unwrap(), 1);
+    }
+
+    #[test]
+    fn listener_hand_over_waits_for_the_runtime() {
+        let (rt, process) = Channel::pair().unwrap();
+        let runtime = std::thread::spawn(move || {
+            let m = rt.recv::<InitMessage>().unwrap().unwrap();
+            assert_eq!(m.message, InitMessage::SeccompListener { pid: None });
+            assert_eq!(m.fds.len(), 1);
+            rt.send(&RuntimeMessage::SeccompDone).unwrap();
+            // Second time: the runtime gives up (no agent) and closes.
+            let m = rt.recv::<InitMessage>().unwrap().unwrap();
+            assert_eq!(m.fds.len(), 1);
+        });
+        let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        hand_over_listener(&process, fd()).unwrap();
+        let e = hand_over_listener(&process, fd()).unwrap_err();
+        assert!(e.contains("could not hand over"), "{e}");
+        runtime.join().unwrap();
     }
 
     #[test]

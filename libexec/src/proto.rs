@@ -25,6 +25,12 @@
 //! The attach helper (`lxcri-attach`, for exec) gets the same kind of channel at
 //! [`INIT_CHANNEL_FD`]: runtime → helper [`RuntimeMessage::Exec`], helper → runtime
 //! [`InitMessage::Started`] with the process's host pid, or [`InitMessage::Error`].
+//!
+//! Seccomp agents: a filter with SCMP_ACT_NOTIFY rules is loaded with
+//! `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the init (before Ready) or the attach helper
+//! (for its child) sends the listener fd with [`InitMessage::SeccompListener`], the
+//! runtime hands it to the agent at `listenerPath` and answers
+//! [`RuntimeMessage::SeccompDone`].
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +141,26 @@ pub struct CpuAffinity {
 pub struct SeccompProgram {
     pub instructions: Vec<SockFilter>,
     pub flags: u32,
+    /// `linux.seccomp.listenerPath`, set when a rule is SCMP_ACT_NOTIFY (the flags
+    /// then hold [`SECCOMP_FILTER_FLAG_NEW_LISTENER`]): the runtime sends the
+    /// listener fd there. Not used by the process itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_path: Option<String>,
+    /// `linux.seccomp.listenerMetadata`, passed on to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_metadata: Option<String>,
+}
+
+/// seccomp(2): return a user-notification fd for the filter.
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+/// seccomp(2): a notified syscall waits killably once the agent received it.
+pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
+
+impl SeccompProgram {
+    /// Whether loading the filter yields a listener fd for a seccomp agent.
+    pub fn has_listener(&self) -> bool {
+        self.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
+    }
 }
 
 /// One BPF instruction (`struct sock_filter`): code, jt, jf, k.
@@ -270,6 +296,14 @@ pub enum InitMessage {
     /// Answer to [`RuntimeMessage::Detach`]: the init no longer dies with its
     /// parent and now waits for Start on the listening socket.
     Detached,
+    /// Carries with `SCM_RIGHTS` the seccomp listener fd of a process that just
+    /// loaded a filter with SCMP_ACT_NOTIFY rules; the process waits for
+    /// [`RuntimeMessage::SeccompDone`] (runc's procSeccomp). `pid`: the host pid of
+    /// an exec'd process (from the attach helper); None from the init.
+    SeccompListener {
+        #[serde(default)]
+        pid: Option<i32>,
+    },
 }
 
 /// Messages from the runtime to init.
@@ -309,6 +343,9 @@ pub enum RuntimeMessage {
     /// [`InitMessage::Detached`], closes this channel and waits at the barrier for a
     /// connection on the listener that brings [`RuntimeMessage::Start`].
     Detach,
+    /// Answer to [`InitMessage::SeccompListener`]: the seccomp agent has the fd
+    /// (runc's procSeccompDone).
+    SeccompDone,
 }
 
 /// The process exit code for a failed exec, like a shell: 127 when the program

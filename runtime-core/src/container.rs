@@ -206,6 +206,25 @@ fn oci_state_json(
     v.to_string()
 }
 
+/// Hand a process's seccomp listener to the agent at the profile's listenerPath.
+fn send_to_agent(
+    program: Option<&SeccompProgram>,
+    pid: i32,
+    state: &str,
+    fd: &OwnedFd,
+) -> std::result::Result<(), String> {
+    let path = program
+        .and_then(|p| p.listener_path.as_deref())
+        .ok_or("a seccomp listener without linux.seccomp.listenerPath")?;
+    let state: serde_json::Value =
+        serde_json::from_str(state).map_err(|e| format!("state JSON: {e}"))?;
+    let metadata = program.and_then(|p| p.listener_metadata.as_deref());
+    let doc = crate::seccomp_agent::process_state(pid, metadata, state);
+    crate::seccomp_agent::send(path, &doc, fd.as_fd())?;
+    log::info!("sent the seccomp listener of pid {pid} to the agent at {path}");
+    Ok(())
+}
+
 /// Run one phase of hooks in the runtime's namespaces, through the `lxcri-hook`
 /// helper (never forked-and-waited here: a shim's reaper would take the exits).
 fn run_host_hooks(
@@ -624,19 +643,31 @@ impl Container {
                 spec: Box::new(init),
             })
             .map_err(|e| fail(format!("send setup to init: {e}")))?;
-        let console = match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
-            Ok(Some(r)) if r.message == InitMessage::Ready => r.fds.into_iter().next(),
-            Ok(Some(r)) => match r.message {
-                InitMessage::Error { message } => return Err(fail(message)),
-                m => return Err(fail(format!("unexpected init message {m:?}"))),
-            },
-            Ok(None) => {
-                return Err(fail(format!(
-                    "init exited during setup; {}",
-                    log_tail(&partial.rundir)
-                )))
+        let console = loop {
+            match rt_end.recv_timeout::<InitMessage>(cfg.create_timeout) {
+                Ok(Some(r)) if r.message == InitMessage::Ready => break r.fds.into_iter().next(),
+                Ok(Some(r)) => match (r.message, r.fds.into_iter().next()) {
+                    (InitMessage::Error { message }, _) => return Err(fail(message)),
+                    // The init loaded a filter with SCMP_ACT_NOTIFY rules (runc's
+                    // procSeccomp): its agent gets the state "creating".
+                    (InitMessage::SeccompListener { .. }, Some(fd)) => {
+                        let state = oci_state_json(id, "creating", init_pid, bundle, &annotations);
+                        send_to_agent(t.init.process.seccomp.as_ref(), init_pid, &state, &fd)
+                            .map_err(fail)?;
+                        rt_end
+                            .send(&RuntimeMessage::SeccompDone)
+                            .map_err(|e| fail(format!("answer the init: {e}")))?;
+                    }
+                    (m, _) => return Err(fail(format!("unexpected init message {m:?}"))),
+                },
+                Ok(None) => {
+                    return Err(fail(format!(
+                        "init exited during setup; {}",
+                        log_tail(&partial.rundir)
+                    )))
+                }
+                Err(e) => return Err(fail(format!("waiting for init setup: {e}"))),
             }
-            Err(e) => return Err(fail(format!("waiting for init setup: {e}"))),
         };
 
         let state = ContainerState {
@@ -758,20 +789,40 @@ impl Container {
                 },
             })
             .map_err(|e| fail(format!("send to the attach helper: {e}")))?;
-        let reply = rt_end
-            .recv_timeout::<InitMessage>(cfg.start_timeout)
-            .map_err(|e| fail(format!("waiting for the attach helper: {e}")))?
-            .ok_or_else(|| {
-                fail(format!(
-                    "the attach helper died; {}",
-                    log_tail(&self.state.rundir)
-                ))
-            })?;
-        let console = reply.fds.into_iter().next();
-        let pid = match reply.message {
-            InitMessage::Started { pid } => pid,
-            InitMessage::Error { message } => return Err(fail(message)),
-            m => return Err(fail(format!("unexpected message {m:?}"))),
+        let (pid, console) = loop {
+            let reply = rt_end
+                .recv_timeout::<InitMessage>(cfg.start_timeout)
+                .map_err(|e| fail(format!("waiting for the attach helper: {e}")))?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "the attach helper died; {}",
+                        log_tail(&self.state.rundir)
+                    ))
+                })?;
+            let fd = reply.fds.into_iter().next();
+            match (reply.message, fd) {
+                (InitMessage::Started { pid }, console) => break (pid, console),
+                (InitMessage::Error { message }, _) => return Err(fail(message)),
+                // The exec'd process loaded the container's filter with its
+                // SCMP_ACT_NOTIFY rules: a new listener, for the process's pid
+                // (runc's setns procSeccomp, state "running").
+                (InitMessage::SeccompListener { pid: Some(pid) }, Some(fd)) => {
+                    let state = oci_state_json(
+                        id,
+                        "running",
+                        self.state.init_pid,
+                        &self.state.bundle,
+                        &self.state.annotations,
+                    );
+                    // On failure the helper sees the channel close and kills
+                    // the process.
+                    send_to_agent(self.state.seccomp.as_ref(), pid, &state, &fd).map_err(fail)?;
+                    rt_end
+                        .send(&RuntimeMessage::SeccompDone)
+                        .map_err(|e| fail(format!("answer the attach helper: {e}")))?;
+                }
+                (m, _) => return Err(fail(format!("unexpected message {m:?}"))),
+            }
         };
         // A short-lived process may already be gone (the helper reaps it).
         let pidfd = pidfd_open(pid).ok();

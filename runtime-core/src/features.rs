@@ -5,6 +5,49 @@
 use lxcri_libexec::proto::CAPABILITY_NAMES;
 use serde_json::{json, Value};
 
+/// The known flags this kernel takes (runc probes them the same way): seccomp(2)
+/// with a NULL program fails with EFAULT for a known flag, EINVAL for an unknown
+/// one. WAIT_KILLABLE_RECV is probed with NEW_LISTENER, which it needs.
+fn supported_seccomp_flags() -> Vec<&'static str> {
+    use lxcri_libexec::proto::{
+        SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+    };
+    [
+        (
+            "SECCOMP_FILTER_FLAG_TSYNC",
+            libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
+        ),
+        (
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32,
+        ),
+        (
+            "SECCOMP_FILTER_FLAG_LOG",
+            libc::SECCOMP_FILTER_FLAG_LOG as u32,
+        ),
+        (
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+            SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, flags)| {
+        // SAFETY: a NULL program: the kernel checks the flags, then fails to read
+        // the program (EFAULT) without installing anything.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                *flags as libc::c_ulong,
+                std::ptr::null::<libc::sock_fprog>(),
+            )
+        };
+        r < 0 && nix::errno::Errno::last() == nix::errno::Errno::EFAULT
+    })
+    .map(|(name, _)| name)
+    .collect()
+}
+
 /// The features document. `annotations` are the caller's (e.g. the liblxc
 /// version, which the shim does not link).
 pub fn features(annotations: Value) -> Value {
@@ -36,10 +79,11 @@ pub fn features(annotations: Value) -> Value {
             },
             "seccomp": {
                 "enabled": true,
-                // SCMP_ACT_NOTIFY (seccomp agents) is refused.
+                // SCMP_ACT_NOTIFY: seccomp agents at linux.seccomp.listenerPath.
                 "actions": [
                     "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE",
+                    "SCMP_ACT_TRAP"
                 ],
                 "operators": [
                     "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
@@ -56,10 +100,7 @@ pub fn features(annotations: Value) -> Value {
                     "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                     "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
                 ],
-                "supportedFlags": [
-                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-                    "SECCOMP_FILTER_FLAG_LOG"
-                ],
+                "supportedFlags": supported_seccomp_flags(),
             },
             // AppArmor profiles are entered at the exec (where the host has
             // AppArmor); SELinux labels are refused (only empty passes).
@@ -90,6 +131,15 @@ mod tests {
     fn shape() {
         let f = features(json!({}));
         assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+        let seccomp = &f["linux"]["seccomp"];
+        assert!(seccomp["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ACT_NOTIFY")));
+        let supported = seccomp["supportedFlags"].as_array().unwrap();
+        assert!(supported.contains(&json!("SECCOMP_FILTER_FLAG_LOG")));
+        // Since Linux 5.19; the hosts lxcri is tested on have it.
+        assert!(supported.contains(&json!("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")));
         assert!(f["linux"]["capabilities"]
             .as_array()
             .unwrap()

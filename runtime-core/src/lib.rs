@@ -8,6 +8,7 @@ pub mod error;
 pub mod features;
 pub mod lxcconf;
 pub mod netaddr;
+pub mod seccomp_agent;
 pub mod spec;
 pub mod stats;
 pub mod sys;

@@ -30,6 +30,7 @@ mod restart;
 mod runc_shim_binary;
 mod runtime_selection;
 mod seccomp;
+mod seccomp_notify;
 mod spec;
 mod spec_cgroups;
 mod spec_linux;

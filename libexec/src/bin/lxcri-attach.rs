@@ -64,6 +64,14 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     let wfd = w.as_raw_fd();
     // The attached child sends its pty master back through this pair.
     let (console_rx, console_tx) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // And its seccomp listener fd (SCMP_ACT_NOTIFY), through this one.
+    let (seccomp_rx, seccomp_tx) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // Used after the preserved fds went to 3..: not there.
+    let seccomp_tx = Channel::from(lxcri_libexec::process::move_above_preserved(
+        seccomp_tx.into_fd(),
+        process.preserved_fds,
+    )?);
+    let listener = process.seccomp.as_ref().is_some_and(|p| p.has_listener());
     let mut c = Container::new(name, Path::new(lxcpath)).map_err(|e| e.to_string())?;
     let mut payload = || -> i32 {
         // In the attached child, inside the container.
@@ -78,7 +86,8 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
                 }
             }
         }
-        let (code, message) = lxcri_libexec::process::become_process(&process);
+        let mut on_listener = |fd| lxcri_libexec::process::hand_over_listener(&seccomp_tx, fd);
+        let (code, message) = lxcri_libexec::process::become_process(&process, &mut on_listener);
         let _ = writeln!(std::io::stderr(), "lxcri: {message}");
         // SAFETY: wfd is the pipe's write end, open in this (forked) child.
         let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(wfd) };
@@ -91,6 +100,7 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
     };
     drop(w);
     drop(console_tx);
+    drop(seccomp_tx);
     let mut console = None;
     if process.terminal {
         match console_rx.recv_timeout::<InitMessage>(std::time::Duration::from_secs(30)) {
@@ -102,6 +112,15 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
             Err(e) => return Err(format!("console: {e}")),
         }
     }
+    if listener {
+        if let Err(e) = forward_listener(ch, &seccomp_rx, pid) {
+            // Like runc's exec: the process does not run without its agent.
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            return Err(e);
+        }
+    }
+    drop(seccomp_rx);
     let mut err = String::new();
     let _ = std::fs::File::from(r).read_to_string(&mut err);
     let reply = if err.is_empty() {
@@ -127,6 +146,34 @@ fn run(args: &[String], ch: &Channel) -> Result<i32, String> {
             Err(e) => return Err(format!("wait for {pid}: {e}")),
         }
     }
+}
+
+/// Pass the attached child's seccomp listener on to the runtime with the child's
+/// host pid, and the runtime's answer back to the child. A child that failed
+/// before loading its filter closes its end: nothing to forward (its error comes
+/// on the result pipe).
+fn forward_listener(ch: &Channel, child: &Channel, pid: i32) -> Result<(), String> {
+    let m = match child.recv::<InitMessage>() {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(format!("receive the seccomp listener: {e}")),
+    };
+    let fd = match (m.message, m.fds.into_iter().next()) {
+        (InitMessage::SeccompListener { .. }, Some(fd)) => fd,
+        (m, _) => return Err(format!("unexpected message {m:?} from the process")),
+    };
+    ch.send_with_fd(&InitMessage::SeccompListener { pid: Some(pid) }, fd.as_fd())
+        .map_err(|e| format!("send the seccomp listener: {e}"))?;
+    drop(fd);
+    match ch.recv::<RuntimeMessage>() {
+        Ok(Some(r)) if r.message == RuntimeMessage::SeccompDone => {}
+        Ok(Some(r)) => return Err(format!("unexpected message {:?}", r.message)),
+        Ok(None) => return Err("the runtime could not reach the seccomp agent".into()),
+        Err(e) => return Err(format!("seccomp agent: {e}")),
+    }
+    child
+        .send(&RuntimeMessage::SeccompDone)
+        .map_err(|e| format!("answer the process: {e}"))
 }
 
 /// Attach without liblxc (no LXC monitor to ask): join the container's cgroups

@@ -15,7 +15,8 @@ use lxcri_libexec::channel::Channel;
 use lxcri_libexec::hooks::run_hooks;
 use lxcri_libexec::process::SETUP_FAILED as INIT_FAILED;
 use lxcri_libexec::proto::{
-    DeviceKind, DeviceNode, InitMessage, InitSpec, RuntimeMessage, INIT_CHANNEL_FD, INIT_EXE_FD,
+    DeviceKind, DeviceNode, InitMessage, InitSpec, ProcessSpec, RuntimeMessage, INIT_CHANNEL_FD,
+    INIT_EXE_FD,
 };
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
@@ -33,7 +34,7 @@ fn main() {
     if let Err(e) = ch.send_with_credentials(&InitMessage::Hello) {
         fail(&format!("hello: {e}"));
     }
-    let spec = match ch.recv::<RuntimeMessage>() {
+    let mut spec = match ch.recv::<RuntimeMessage>() {
         Ok(Some(r)) => match r.message {
             RuntimeMessage::Setup { spec } => *spec,
             m => fail(&format!("unexpected message {m:?}")),
@@ -41,25 +42,31 @@ fn main() {
         Ok(None) => exit(INIT_FAILED),
         Err(e) => fail(&format!("receive setup: {e}")),
     };
-    if let Err(message) = prepare(&spec) {
+    let setup_error = |message: String| -> ! {
         let _ = ch.send(&InitMessage::Error {
             message: message.clone(),
         });
-        fail(&message);
+        fail(&message)
+    };
+    if let Err(message) = prepare(&spec) {
+        setup_error(message);
     }
-    let ready = if spec.process.terminal {
+    let console = if spec.process.terminal {
         match lxcri_libexec::process::open_console(spec.process.console_size) {
-            Ok(master) => ch.send_with_fd(&InitMessage::Ready, std::os::fd::AsFd::as_fd(&master)),
-            Err(message) => {
-                let _ = ch.send(&InitMessage::Error {
-                    message: message.clone(),
-                });
-                fail(&message);
-            }
+            Ok(master) => Some(master),
+            Err(message) => setup_error(message),
         }
     } else {
-        ch.send(&InitMessage::Ready)
+        None
     };
+    if let Err(message) = seccomp_agent(&ch, &mut spec.process) {
+        setup_error(message);
+    }
+    let ready = match &console {
+        Some(master) => ch.send_with_fd(&InitMessage::Ready, std::os::fd::AsFd::as_fd(master)),
+        None => ch.send(&InitMessage::Ready),
+    };
+    drop(console);
     if let Err(e) = ready {
         fail(&format!("ready: {e}"));
     }
@@ -92,9 +99,29 @@ fn main() {
         report(result_pipe, &message);
         exit(INIT_FAILED)
     }
-    let (code, message) = lxcri_libexec::process::become_process(&spec.process);
+    let mut no_listener = |_fd: OwnedFd| Err("a second seccomp listener".to_string());
+    let (code, message) = lxcri_libexec::process::become_process(&spec.process, &mut no_listener);
     report(result_pipe, &message);
     exit(code)
+}
+
+/// A filter with SCMP_ACT_NOTIFY rules is loaded here, before Ready, as runc
+/// loads it before its create returns: the runtime hands the listener to the
+/// agent at `listenerPath` (state "creating"), and a missing agent fails the
+/// create. Loaded while the init still holds CAP_SYS_ADMIN (no no_new_privs
+/// needed); the rest of the setup then runs under it. Other filters keep their
+/// place, right before the exec.
+fn seccomp_agent(ch: &Channel, process: &mut ProcessSpec) -> Result<(), String> {
+    if !process.seccomp.as_ref().is_some_and(|p| p.has_listener()) {
+        return Ok(());
+    }
+    let Some(program) = process.seccomp.take() else {
+        return Ok(());
+    };
+    match lxcri_libexec::process::load_seccomp(&program)? {
+        Some(fd) => lxcri_libexec::process::hand_over_listener(ch, fd),
+        None => Err("seccomp: no listener fd".into()),
+    }
 }
 
 /// The signals whose default action ends a process (SIGPIPE aside: a closed

@@ -13,13 +13,23 @@
 //! same argument become one rule each (libseccomp cannot AND those); for
 //! `SCMP_CMP_MASKED_EQ`, `value` is the mask and `valueTwo` the datum; syscall
 //! names the host's libseccomp does not know are skipped with a warning.
+//!
+//! SCMP_ACT_NOTIFY (seccomp agents): the filter is loaded with
+//! `SECCOMP_FILTER_FLAG_NEW_LISTENER` and the runtime sends the listener to the
+//! agent at `listenerPath` (see `crate::seccomp_agent`). As in runc: NOTIFY needs a
+//! listenerPath, is refused as the default action and for `write` (and here for
+//! sendmsg/recvmsg, which the hand-over uses); a listenerPath without NOTIFY rules
+//! is ignored.
 
 use std::io::{Read, Seek};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use lxcri_libexec::proto::{SeccompProgram, SockFilter};
+use lxcri_libexec::proto::{
+    SeccompProgram, SockFilter, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator,
@@ -49,12 +59,7 @@ fn action(field: &str, a: LinuxSeccompAction, errno: Option<u32>) -> Result<Scmp
         ),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SpecError::new(
-                field,
-                "SCMP_ACT_NOTIFY is not supported (lxcri has no seccomp agent support)",
-            ))
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -81,21 +86,24 @@ fn arch(a: Arch) -> ScmpArch {
     }
 }
 
-fn flag(field: &str, f: LinuxSeccompFilterFlag) -> Result<u32, SpecError> {
-    Ok(match f {
+fn flag(f: LinuxSeccompFilterFlag) -> u32 {
+    match f {
         LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
         LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG as u32,
         LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
             libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32
         }
         LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-            return Err(SpecError::new(
-                field,
-                "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only applies to SCMP_ACT_NOTIFY, which is not supported",
-            ))
+            SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
         }
-    })
+    }
 }
+
+/// Syscalls that may not be SCMP_ACT_NOTIFY: the process hands its listener fd
+/// to the runtime under the filter (sendmsg, then recvmsg for the answer), before
+/// any agent has it. runc refuses `write` for the same reason (its hand-over
+/// writes); it is refused here too, so that profiles stay portable.
+const NOTIFY_REFUSED: &[&str] = &["write", "sendmsg", "recvmsg"];
 
 fn condition(field: &str, a: &LinuxSeccompArg) -> Result<ScmpArgCompare, SpecError> {
     if a.index() > 5 {
@@ -129,10 +137,11 @@ fn lib_err(field: &str, what: &str, e: libseccomp::error::SeccompError) -> SpecE
 
 /// Compile the profile.
 pub fn translate(s: &LinuxSeccomp) -> Result<SeccompProgram, SpecError> {
-    if s.listener_path().is_some() || s.listener_metadata().is_some() {
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        // runc: the default would notify the hand-over's own syscalls.
         return Err(SpecError::new(
-            format!("{FIELD}.listenerPath"),
-            "seccomp agents (SCMP_ACT_NOTIFY) are not supported",
+            format!("{FIELD}.defaultAction"),
+            "SCMP_ACT_NOTIFY cannot be used as default action",
         ));
     }
     let default = action(
@@ -150,14 +159,32 @@ pub fn translate(s: &LinuxSeccomp) -> Result<SeccompProgram, SpecError> {
         }
     }
     let mut flags = 0;
+    let mut killable_flag = None;
     for (i, f) in s.flags().iter().flatten().enumerate() {
-        flags |= flag(&format!("{FIELD}.flags[{i}]"), *f)?;
+        if *f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
+            killable_flag = Some(format!("{FIELD}.flags[{i}]"));
+        }
+        flags |= flag(*f);
     }
+    let mut notify = None;
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("{FIELD}.syscalls[{i}]");
         let act = action(&format!("{field}.action"), sc.action(), sc.errno_ret())?;
         if act == default {
             continue;
+        }
+        if act == ScmpAction::Notify {
+            if let Some(name) = sc
+                .names()
+                .iter()
+                .find(|n| NOTIFY_REFUSED.contains(&n.as_str()))
+            {
+                return Err(SpecError::new(
+                    format!("{field}.names"),
+                    format!("SCMP_ACT_NOTIFY cannot be used for the {name} syscall"),
+                ));
+            }
+            notify.get_or_insert(field.clone());
         }
         let conds = sc
             .args()
@@ -191,11 +218,39 @@ pub fn translate(s: &LinuxSeccomp) -> Result<SeccompProgram, SpecError> {
             r.map_err(|e| lib_err(&field, &format!("add rule for {name}"), e))?;
         }
     }
+    let listener_path = match (&notify, s.listener_path()) {
+        (Some(_), Some(p)) => {
+            let p = p.to_str().ok_or_else(|| {
+                SpecError::new(format!("{FIELD}.listenerPath"), "not valid UTF-8")
+            })?;
+            if p.is_empty() {
+                return Err(SpecError::new(format!("{FIELD}.listenerPath"), "empty"));
+            }
+            flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+            Some(p.to_string())
+        }
+        (Some(field), None) => {
+            return Err(SpecError::new(
+                format!("{field}.action"),
+                "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the seccomp agent's socket)",
+            ))
+        }
+        // runc ignores a listenerPath without SCMP_ACT_NOTIFY rules: no fd to send.
+        (None, _) => None,
+    };
+    if let (Some(field), None) = (killable_flag, &notify) {
+        return Err(SpecError::new(
+            field,
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs SCMP_ACT_NOTIFY rules",
+        ));
+    }
     let instructions =
         export(&ctx).map_err(|e| SpecError::new(FIELD, format!("export BPF: {e}")))?;
     Ok(SeccompProgram {
         instructions,
         flags,
+        listener_metadata: listener_path.as_ref().and(s.listener_metadata().clone()),
+        listener_path,
     })
 }
 
@@ -417,22 +472,82 @@ mod tests {
     fn refused_fields_are_named() {
         let e = compile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]
-        }))
-        .unwrap_err();
-        assert_eq!(e.field, "linux.seccomp.syscalls[0].action");
-        let e = compile(serde_json::json!({
-            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"
-        }))
-        .unwrap_err();
-        assert_eq!(e.field, "linux.seccomp.listenerPath");
-        let e = compile(serde_json::json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
                           "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]
         }))
         .unwrap_err();
         assert_eq!(e.field, "linux.seccomp.syscalls[0].args[0]");
+    }
+
+    const USER_NOTIF: u32 = 0x7fc00000;
+
+    #[test]
+    fn notify_rules_ask_for_a_listener() {
+        let p = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "name=test",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(decide(&p, "mkdir", [0; 6]), USER_NOTIF);
+        assert_eq!(decide(&p, "mkdirat", [0; 6]), USER_NOTIF);
+        assert_eq!(decide(&p, "rmdir", [0; 6]), ERRNO | libc::EPERM as u32);
+        assert_eq!(decide(&p, "read", [0; 6]), ALLOW);
+        // NEW_LISTENER (8) | WAIT_KILLABLE_RECV (32).
+        assert_eq!(p.flags, 8 | 32);
+        assert!(p.has_listener());
+        assert_eq!(p.listener_path.as_deref(), Some("/run/agent.sock"));
+        assert_eq!(p.listener_metadata.as_deref(), Some("name=test"));
+    }
+
+    #[test]
+    fn listener_path_without_notify_is_ignored_like_runc() {
+        let p = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "x"
+        }))
+        .unwrap();
+        assert_eq!(p.flags, 0);
+        assert!(!p.has_listener());
+        assert_eq!(p.listener_path, None);
+        assert_eq!(p.listener_metadata, None);
+    }
+
+    #[test]
+    fn notify_errors_name_the_field() {
+        let e = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"},
+                         {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }))
+        .unwrap_err();
+        assert_eq!(e.field, "linux.seccomp.syscalls[1].action");
+        assert!(e.to_string().contains("listenerPath"), "{e}");
+        let e = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock"
+        }))
+        .unwrap_err();
+        assert_eq!(e.field, "linux.seccomp.defaultAction");
+        for name in ["write", "sendmsg", "recvmsg"] {
+            let e = compile(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                "syscalls": [{"names": ["mkdir", name], "action": "SCMP_ACT_NOTIFY"}]
+            }))
+            .unwrap_err();
+            assert_eq!(e.field, "linux.seccomp.syscalls[0].names");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        let e = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+        }))
+        .unwrap_err();
+        assert_eq!(e.field, "linux.seccomp.flags[1]");
     }
 
     #[test]
