@@ -32,6 +32,9 @@ packages=(
 	skopeo
 	containernetworking-plugins
 	iptables
+	# the systemd cgroup driver's D-Bus client is unit-tested against a private
+	# dbus-daemon (runtime-core dbus::tests)
+	dbus-daemon
 	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux)
 	iproute2
 	util-linux
