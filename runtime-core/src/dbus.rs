@@ -514,7 +514,7 @@ fn message_len(buf: &[u8]) -> Result<Option<usize>, DbusError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A call with no arguments, byte for byte (checked against the D-Bus
@@ -639,11 +639,23 @@ mod tests {
         );
     }
 
-    /// Against a real dbus-daemon (Debian's dbus-daemon package, in
-    /// scripts/install-deps.sh): authentication, Hello, a call with a reply, an
-    /// error reply, and a signal (NameOwnerChanged).
-    #[test]
-    fn talks_to_a_dbus_daemon() {
+    /// A private dbus-daemon (Debian's dbus-daemon package, in
+    /// scripts/install-deps.sh) that lets everyone do everything: its socket
+    /// and the daemon (killed on drop).
+    pub(crate) struct TestBus {
+        pub sock: std::path::PathBuf,
+        daemon: std::process::Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for TestBus {
+        fn drop(&mut self) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+        }
+    }
+
+    pub(crate) fn test_bus() -> TestBus {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("bus");
         let conf = d.path().join("bus.conf");
@@ -659,7 +671,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let mut daemon = std::process::Command::new("dbus-daemon")
+        let daemon = std::process::Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
             .arg("--nofork")
             .spawn()
@@ -668,6 +680,19 @@ mod tests {
         while !sock.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+        TestBus {
+            sock,
+            daemon,
+            _dir: d,
+        }
+    }
+
+    /// Against a real dbus-daemon: authentication, Hello, a call with a
+    /// reply, an error reply, and a signal (NameOwnerChanged).
+    #[test]
+    fn talks_to_a_dbus_daemon() {
+        let b = test_bus();
+        let sock = b.sock.clone();
         let t = Duration::from_secs(5);
         let result = (|| -> Result<(), DbusError> {
             let mut c = Conn::connect(&sock, true, t)?;
@@ -709,8 +734,7 @@ mod tests {
             );
             Ok(())
         })();
-        let _ = daemon.kill();
-        let _ = daemon.wait();
+        drop(b);
         result.unwrap();
     }
 }

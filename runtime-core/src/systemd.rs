@@ -467,6 +467,11 @@ impl Systemd {
         Ok(Systemd { conn, timeout })
     }
 
+    #[cfg(test)]
+    fn with_conn(conn: Conn, timeout: Duration) -> Systemd {
+        Systemd { conn, timeout }
+    }
+
     fn call(
         &mut self,
         op: &'static str,
@@ -782,5 +787,63 @@ mod tests {
         );
         assert!(!p.iter().any(|(n, _)| n == "PIDs" || n == "Delegate"));
         assert_eq!(p.last().unwrap().0, "BlockIOAccounting");
+    }
+
+    /// The StartTransientUnit call as another D-Bus implementation decodes it:
+    /// dbus-monitor (libdbus) on a private bus prints the message the driver
+    /// sends (no systemd there: the call fails with ServiceUnknown).
+    #[test]
+    fn start_transient_unit_as_libdbus_decodes_it() {
+        let bus = crate::dbus::tests::test_bus();
+        let t = Duration::from_secs(5);
+        let mut monitor = std::process::Command::new("dbus-monitor")
+            .arg("--address")
+            .arg(format!("unix:path={}", bus.sock.display()))
+            .arg("type='method_call',member='StartTransientUnit'")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("dbus-monitor (package dbus-bin)");
+        std::thread::sleep(Duration::from_millis(500));
+        let mut conn = Conn::connect(&bus.sock, true, t).unwrap();
+        conn.set_peer(Some("org.freedesktop.systemd1"));
+        let mut sd = Systemd::with_conn(conn, t);
+        let unit = parse_cgroups_path(Some(Path::new("system.slice:lxcri:t1")), "t1").unwrap();
+        let mut props = unit_properties(&unit, Layout::V2, 4242, "lxcri container t1");
+        props.extend(
+            resource_properties_with(
+                Layout::V2,
+                &l(&[
+                    ("memory.max", "67108864"),
+                    ("cpu.max", "50000 100000"),
+                    ("cpuset.cpus", "0-1,3"),
+                    ("pids.max", "max"),
+                ]),
+                "",
+            )
+            .unwrap(),
+        );
+        let e = sd.start_unit(&unit.name, props).unwrap_err();
+        assert!(e.to_string().contains("ServiceUnknown"), "{e}");
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = monitor.kill();
+        let out = monitor.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            "member=StartTransientUnit",
+            r#"string "lxcri-t1.scope" string "replace" array ["#,
+            r#"struct { string "Description" variant string "lxcri container t1" }"#,
+            r#"struct { string "Slice" variant string "system.slice" }"#,
+            r#"struct { string "PIDs" variant array [ uint32 4242 ] }"#,
+            r#"struct { string "Delegate" variant boolean true }"#,
+            r#"struct { string "DefaultDependencies" variant boolean false }"#,
+            r#"struct { string "MemoryMax" variant uint64 67108864 }"#,
+            r#"struct { string "CPUQuotaPeriodUSec" variant uint64 100000 }"#,
+            r#"struct { string "CPUQuotaPerSecUSec" variant uint64 500000 }"#,
+            r#"struct { string "AllowedCPUs" variant array of bytes [ 0b ] }"#,
+            r#"struct { string "TasksMax" variant uint64 18446744073709551615 } ] array [ ]"#,
+        ] {
+            assert!(flat.contains(want), "{want}\nnot in:\n{text}");
+        }
     }
 }
