@@ -44,6 +44,12 @@ packages=(
 	gzip
 	ca-certificates
 	git
+	# the cgroup v2 + systemd VM (scripts/vm): qemu with KVM, Debian's kernel
+	# booted with the host's root shared over virtio-9p, cpio for its initramfs
+	qemu-system-x86
+	linux-image-amd64
+	cpio
+	kmod
 )
 
 export DEBIAN_FRONTEND=noninteractive
