@@ -491,7 +491,12 @@ impl Conn {
                     return Err(DbusError::Timeout(timeout))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(DbusError::Io { op: "read", source: e }),
+                Err(e) => {
+                    return Err(DbusError::Io {
+                        op: "read",
+                        source: e,
+                    })
+                }
             }
         }
     }

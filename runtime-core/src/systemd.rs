@@ -75,7 +75,9 @@ fn valid_unit_part(s: &str) -> bool {
 /// empty slice is `system.slice`); an empty path is `system.slice:lxcri:<id>`
 /// (runc: `system.slice:runc:<id>`).
 pub fn parse_cgroups_path(p: Option<&Path>, id: &str) -> Result<Unit, SpecError> {
-    let s = p.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let s = p
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let s = if s.is_empty() {
         format!("system.slice:lxcri:{id}")
     } else {
@@ -120,7 +122,10 @@ pub fn parse_cgroups_path(p: Option<&Path>, id: &str) -> Result<Unit, SpecError>
         format!("{prefix}-{name}.scope")
     };
     if unit.len() > 255 {
-        return Err(SpecError::new(FIELD, format!("unit name {unit} is too long")));
+        return Err(SpecError::new(
+            FIELD,
+            format!("unit name {unit} is too long"),
+        ));
     }
     let path = parent.join(&unit);
     Ok(Unit {
@@ -208,7 +213,11 @@ fn device_allow(rules: &[(String, String)], proc_devices: &str) -> Result<Value,
                 format!("{}-*", class(t))
             } else if minor == "*" {
                 // A whole major: systemd takes the driver's name in /proc/devices.
-                let section = if *t == "b" { "Block devices:" } else { "Character devices:" };
+                let section = if *t == "b" {
+                    "Block devices:"
+                } else {
+                    "Character devices:"
+                };
                 let name = proc_devices
                     .split(section)
                     .nth(1)
@@ -255,7 +264,13 @@ fn resource_properties_with(
         p.retain(|(n, _)| n != name);
         p.push((name.to_string(), v));
     };
-    let get = |f: &str| limits.iter().rev().find(|(k, _)| k == f).map(|(_, v)| v.as_str());
+    let get = |f: &str| {
+        limits
+            .iter()
+            .rev()
+            .find(|(k, _)| k == f)
+            .map(|(_, v)| v.as_str())
+    };
     match layout {
         Layout::V2 => {
             for (file, v) in limits {
@@ -590,11 +605,24 @@ mod tests {
     fn golden_expand_slice() {
         assert_eq!(
             expand_slice("kubepods-besteffort-pod1.slice").unwrap(),
-            PathBuf::from("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice")
+            PathBuf::from(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice"
+            )
         );
-        assert_eq!(expand_slice("system.slice").unwrap(), PathBuf::from("/system.slice"));
+        assert_eq!(
+            expand_slice("system.slice").unwrap(),
+            PathBuf::from("/system.slice")
+        );
         assert_eq!(expand_slice("-.slice").unwrap(), PathBuf::from("/"));
-        for bad in ["", ".slice", "a--b.slice", "-a.slice", "a-.slice", "a/b.slice", "a.scope"] {
+        for bad in [
+            "",
+            ".slice",
+            "a--b.slice",
+            "-a.slice",
+            "a-.slice",
+            "a/b.slice",
+            "a.scope",
+        ] {
             assert!(expand_slice(bad).is_err(), "{bad:?}");
         }
     }
@@ -618,10 +646,15 @@ mod tests {
         assert!(u.is_slice());
         assert_eq!(
             u.path,
-            PathBuf::from("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice")
+            PathBuf::from(
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice"
+            )
         );
         // Empty slice, empty prefix, empty path.
-        assert_eq!(p(":x:abc").unwrap().path, PathBuf::from("system.slice/x-abc.scope"));
+        assert_eq!(
+            p(":x:abc").unwrap().path,
+            PathBuf::from("system.slice/x-abc.scope")
+        );
         assert_eq!(p("user.slice::abc").unwrap().name, "abc.scope");
         let u = parse_cgroups_path(None, "c9").unwrap();
         assert_eq!(u.path, PathBuf::from("system.slice/lxcri-c9.scope"));
@@ -647,7 +680,10 @@ mod tests {
     }
 
     fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -725,7 +761,11 @@ mod tests {
         )
         .unwrap();
         let pairs = |v: &[(&str, &str)]| {
-            Value::StrPairs(v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+            Value::StrPairs(
+                v.iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect(),
+            )
         };
         assert_eq!(
             p,
@@ -778,8 +818,7 @@ mod tests {
         );
         assert_eq!(p[2].1, Value::U32Array(vec![42]));
         assert_eq!(p[4].1, Value::Bool(false));
-        let slice =
-            parse_cgroups_path(Some(Path::new("a.slice::a-b.slice")), "x").unwrap();
+        let slice = parse_cgroups_path(Some(Path::new("a.slice::a-b.slice")), "x").unwrap();
         let p = unit_properties(&slice, Layout::V1, 42, "d");
         assert_eq!(
             p[1],

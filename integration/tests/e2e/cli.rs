@@ -948,11 +948,19 @@ fn systemd_cgroup_without_systemd() {
         let b2 = env.bundle("sdcg2", &["true"], |v| {
             v["linux"]["cgroupsPath"] = Value::String("/lxe2e/x".into());
         })?;
-        let out = env.lxcri(&["--systemd-cgroup", "create", "-b", b2.to_str().unwrap(), &id])?;
+        let out = env.lxcri(&[
+            "--systemd-cgroup",
+            "create",
+            "-b",
+            b2.to_str().unwrap(),
+            &id,
+        ])?;
         ensure!(
             out.code == 1
                 && out.stderr.contains("linux.cgroupsPath")
-                && out.stderr.contains("expected cgroupsPath to be of format \"slice:prefix:name\""),
+                && out
+                    .stderr
+                    .contains("expected cgroupsPath to be of format \"slice:prefix:name\""),
             "{out}"
         );
         let out = env.lxcri(&["state", &id])?;
