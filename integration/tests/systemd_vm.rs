@@ -65,6 +65,22 @@ fn prop(props: &[(String, String)], name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Wait (up to 10 s) until systemd has unloaded `unit` (a stopped transient
+/// unit is garbage-collected on systemd's next loop iteration).
+fn wait_unit_gone(dir: &Path, unit: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = show(dir, unit, &["LoadState", "ActiveState"])?;
+        if prop(&p, "LoadState") == "not-found" && prop(&p, "ActiveState") == "inactive" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("unit {unit} left: {p:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn read(p: &Path) -> Result<String> {
     Ok(fs::read_to_string(p)
         .with_context(|| format!("read {}", p.display()))?
@@ -251,12 +267,7 @@ fn lifecycle(rt: &Rt) -> Result<()> {
     rt_cmd(&env, rt, &root, &["kill", &id, "KILL"])?.ok()?;
     reaper.wait(pid, Duration::from_secs(30))?;
     rt_cmd(&env, rt, &root, &["delete", &id])?.ok()?;
-    let p = show(env.dir.path(), &unit, &["LoadState", "ActiveState"])?;
-    ensure!(
-        prop(&p, "ActiveState") == "inactive" && prop(&p, "LoadState") == "not-found",
-        "{}: unit left after delete: {p:?}",
-        rt.name
-    );
+    wait_unit_gone(env.dir.path(), &unit).with_context(|| rt.name)?;
     ensure!(!cg.exists(), "{}: {} left", rt.name, cg.display());
     drop(reaper);
     env.finish()
@@ -311,9 +322,7 @@ fn lxcri_paths_and_run() {
             out.stdout.trim() == "0::/",
             "inside its cgroup namespace the container sees its root: {out}"
         );
-        let unit = format!("lxe2e-{id}.scope");
-        let p = show(env.dir.path(), &unit, &["LoadState"])?;
-        ensure!(prop(&p, "LoadState") == "not-found", "{p:?}");
+        wait_unit_gone(env.dir.path(), &format!("lxe2e-{id}.scope"))?;
 
         // A slice unit as the container's cgroup.
         let slice = "lxe2e.slice";
@@ -332,8 +341,7 @@ fn lxcri_paths_and_run() {
             out.code == 0 && out.stdout.trim() == format!("0::/lxe2e.slice/{name}"),
             "{out}"
         );
-        let p = show(env.dir.path(), &name, &["LoadState"])?;
-        ensure!(prop(&p, "LoadState") == "not-found", "{p:?}");
+        wait_unit_gone(env.dir.path(), &name)?;
         let _ = sh(env.dir.path(), "systemctl", &["stop", slice]);
         env.finish()
     })());

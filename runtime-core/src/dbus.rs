@@ -8,6 +8,9 @@
 //! shim's blocking tasks. This client is one socket, no threads, and only the
 //! little-endian wire format (what every systemd on x86-64 and arm64 speaks).
 
+// `usize::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
