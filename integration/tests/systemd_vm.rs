@@ -317,31 +317,43 @@ fn lxcri_paths_and_run() {
             &root,
             &["run", "-b", b.to_str().unwrap(), &id],
         )?;
-        ensure!(out.code == 0, "{out}");
+        ensure!(out.code == 0, "run: {out}");
         ensure!(
             out.stdout.trim() == "0::/",
             "inside its cgroup namespace the container sees its root: {out}"
         );
         wait_unit_gone(env.dir.path(), &format!("lxe2e-{id}.scope"))?;
 
-        // A slice unit as the container's cgroup.
+        // A slice unit as the container's cgroup (`slice::name.slice`): the
+        // init in the slice's own cgroup, the slice active, gone after delete.
+        let reaper = Subreaper::new()?;
         let slice = "lxe2e.slice";
         let name = format!("lxe2e-{}.slice", id.replace('-', "_"));
-        let b = env.bundle("slice", &["cat", "/proc/self/cgroup"], |v| {
+        let b = env.bundle("slice", &["sleep", "600"], |v| {
             v["linux"]["cgroupsPath"] = json!(format!("{slice}::{name}"));
-            v["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]);
         })?;
+        let pidfile = env.dir.path().join("pid-slice");
+        let b = b.to_str().unwrap();
+        let p = pidfile.to_str().unwrap();
         let out = rt_cmd(
             &env,
             &LXCRI_RT,
             &root,
-            &["run", "-b", b.to_str().unwrap(), &id],
+            &["create", "-b", b, "--pid-file", p, &id],
         )?;
+        ensure!(out.code == 0, "create in a slice unit: {out}");
+        let pid: i32 = read(&pidfile)?.parse()?;
+        let own = read(Path::new(&format!("/proc/{pid}/cgroup")))?;
         ensure!(
-            out.code == 0 && out.stdout.trim() == format!("0::/lxe2e.slice/{name}"),
-            "{out}"
+            own == format!("0::/lxe2e.slice/{name}"),
+            "slice: init in {own:?}"
         );
+        let p = show(env.dir.path(), &name, &["ActiveState"])?;
+        ensure!(prop(&p, "ActiveState") == "active", "slice unit: {p:?}");
+        rt_cmd(&env, &LXCRI_RT, &root, &["delete", "--force", &id])?.ok()?;
+        reaper.wait(pid, Duration::from_secs(30))?;
         wait_unit_gone(env.dir.path(), &name)?;
+        drop(reaper);
         let _ = sh(env.dir.path(), "systemctl", &["stop", slice]);
         env.finish()
     })());
