@@ -352,7 +352,22 @@ fn lxcri_paths_and_run() {
         ensure!(prop(&p, "ActiveState") == "active", "slice unit: {p:?}");
         rt_cmd(&env, &LXCRI_RT, &root, &["delete", "--force", &id])?.ok()?;
         reaper.wait(pid, Duration::from_secs(30))?;
-        wait_unit_gone(env.dir.path(), &name)?;
+        // Stopped, and its cgroup gone. (systemd 252 keeps the stopped transient
+        // slice loaded, unlike a scope: LoadState stays "loaded".)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let p = show(env.dir.path(), &name, &["ActiveState", "LoadState"])?;
+            let gone = !Path::new("/sys/fs/cgroup/lxe2e.slice").join(&name).exists();
+            if prop(&p, "ActiveState") == "inactive" && gone {
+                eprintln!("slice unit after delete: {p:?}");
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "slice unit after delete: {p:?}, cgroup gone: {gone}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         drop(reaper);
         let _ = sh(env.dir.path(), "systemctl", &["stop", slice]);
         env.finish()
