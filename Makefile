@@ -10,7 +10,7 @@ STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
 STATIC_TESTIMG := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-testimg
 
-.PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e critest bench check-root
+.PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e e2e-systemd critest bench check-root
 
 all: build
 
@@ -66,6 +66,14 @@ unit:
 # ends on the e2e suite's own summary line.
 e2e: check-root
 	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1
+
+# The systemd cgroup driver's end-to-end tests (integration/tests/systemd_vm.rs),
+# in the cgroup v2 + systemd VM of scripts/vm (run inside the e2e lock, after
+# install-bin; LXCRI_VM_ACCEL=tcg on a host without hardware KVM).
+e2e-systemd: check-root
+	exe=$$($(CARGO) test -p lxcri-integration --test systemd_vm --no-run 2>&1 | \
+		sed -n 's/.*Executable .*(\(.*\))$$/\1/p'); \
+	test -n "$$exe" && cd integration && ../scripts/vm/run.sh --timeout 2400 -- "$$exe" --test-threads=1 $(FILTER)
 
 # critest (cri-tools' CRI validation suite) against containerd 2.x's CRI plugin,
 # handler runc then handler lxcri, each on a fresh pod-network daemon with a

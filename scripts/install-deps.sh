@@ -32,6 +32,9 @@ packages=(
 	skopeo
 	containernetworking-plugins
 	iptables
+	# the systemd cgroup driver's D-Bus client is unit-tested against a private
+	# dbus-daemon (runtime-core dbus::tests)
+	dbus-daemon
 	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux)
 	iproute2
 	util-linux
@@ -41,6 +44,12 @@ packages=(
 	gzip
 	ca-certificates
 	git
+	# the cgroup v2 + systemd VM (scripts/vm): qemu with KVM, Debian's kernel
+	# booted with the host's root shared over virtio-9p, cpio for its initramfs
+	qemu-system-x86
+	linux-image-amd64
+	cpio
+	kmod
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -30,6 +30,9 @@ fn runtime_config(cli: &Cli) -> RuntimeConfig {
     let libexec =
         std::env::var("LXCRI_LIBEXEC_DIR").unwrap_or_else(|_| DEFAULT_LIBEXEC_DIR.to_string());
     let mut cfg = RuntimeConfig::new(libexec, &cli.root);
+    if cli.systemd_cgroup {
+        cfg.cgroup_driver = cgroup::Driver::Systemd;
+    }
     if cli.debug {
         cfg.log_level = "DEBUG".into();
     }
@@ -315,7 +318,7 @@ fn pending_state(
     spec: &Spec,
 ) -> Result<ContainerState> {
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let container = cgroup::container_path(cgroups_path.as_deref(), id)?;
+    let (container, unit) = cgroup::placement(cfg.cgroup_driver, cgroups_path.as_deref(), id)?;
     let monitor = cgroup::monitor_path(&container);
     let hierarchies = cgroup::hierarchies();
     let mut created = cgroup::missing_dirs(&hierarchies, &container);
@@ -349,6 +352,7 @@ fn pending_state(
         scheduler: None,
         exec_cpu_affinity: None,
         memory_policy: None,
+        systemd_unit: unit.map(|u| u.name),
     })
 }
 

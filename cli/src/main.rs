@@ -45,8 +45,9 @@ pub struct Cli {
     /// Debug logging.
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Accepted for runc compatibility: cgroup paths in the systemd form
-    /// (slice:prefix:name) are refused by the spec translation.
+    /// The systemd cgroup driver (as runc): linux.cgroupsPath is
+    /// slice:prefix:name, the container's cgroup a transient systemd unit
+    /// holding its limits. Needs systemd as PID 1.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility (checkpoint/restore is not supported).

@@ -88,6 +88,7 @@ mod tests {
             layout: runtime_core::cgroup::Layout::V1,
             log_level: "WARN",
             host: runtime_core::spec::HostFeatures::default(),
+            cgroup_driver: Default::default(),
         };
         std::fs::create_dir(d.path().join("rootfs")).unwrap();
         runtime_core::spec::translate(&spec, &ctx).unwrap();

@@ -144,6 +144,33 @@ fn parse_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Who manages the containers' cgroups: the runtime through cgroupfs (liblxc
+/// creates and fills the dirs), or systemd (runc's `--systemd-cgroup`: the
+/// container's cgroup is a transient unit; liblxc still creates and fills it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Driver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
+/// The container's cgroup (relative to the hierarchy roots, or to the
+/// runtime's own cgroups when [`is_relative`] with the cgroupfs driver) and,
+/// with the systemd driver, its unit.
+pub fn placement(
+    driver: Driver,
+    cgroups_path: Option<&Path>,
+    id: &str,
+) -> Result<(PathBuf, Option<crate::systemd::Unit>), SpecError> {
+    match driver {
+        Driver::Cgroupfs => Ok((container_path(cgroups_path, id)?, None)),
+        Driver::Systemd => {
+            let unit = crate::systemd::parse_cgroups_path(cgroups_path, id)?;
+            Ok((unit.path.clone(), Some(unit)))
+        }
+    }
+}
+
 /// Validate `linux.cgroupsPath` and return it without a leading slash: relative
 /// to the hierarchy roots when it is absolute, to the runtime's own cgroups (see
 /// [`is_relative`], [`own_bases`]) when it is relative. An empty path gives
@@ -158,8 +185,11 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, 
     if s.contains(':') {
         // The systemd driver's slice:prefix:name form. It needs systemd (the
         // manager of the cgroup tree) as PID 1: sd_booted() checks /run/systemd/system.
-        let reason = if Path::new("/run/systemd/system").is_dir() {
-            format!("systemd cgroup paths ({s:?}) are not supported by lxcri yet")
+        let reason = if crate::systemd::booted() {
+            format!(
+                "{s:?} is a systemd cgroup path: select the systemd cgroup driver \
+                 (lxcri --systemd-cgroup, or the shim option SystemdCgroup = true)"
+            )
         } else {
             format!(
                 "{s:?} is a systemd cgroup path, but systemd is not PID 1 on this host \

@@ -45,6 +45,8 @@ pub struct RuntimeConfig {
     pub start_timeout: Duration,
     /// runc's `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,
+    /// runc's `--systemd-cgroup`: the systemd cgroup driver.
+    pub cgroup_driver: cgroup::Driver,
 }
 
 impl RuntimeConfig {
@@ -57,6 +59,7 @@ impl RuntimeConfig {
             create_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(30),
             no_new_keyring: false,
+            cgroup_driver: cgroup::Driver::Cgroupfs,
         }
     }
 
@@ -134,6 +137,9 @@ pub struct ContainerState {
     pub exec_cpu_affinity: Option<CpuAffinity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_policy: Option<MemoryPolicy>,
+    /// The systemd driver's transient unit of the container's cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 const STATE_FILE: &str = "state.json";
@@ -445,6 +451,7 @@ impl Container {
             cgroup: None,
             hierarchies: Vec::new(),
             created: Vec::new(),
+            systemd_unit: None,
         };
         match Self::create_inner(cfg, id, bundle, stdio, &mut partial, on_monitor) {
             Ok(c) => Ok(c),
@@ -470,7 +477,9 @@ impl Container {
                 path: spec_path.clone(),
                 source,
             })?;
-        resolve_v2_relative_cgroup(cfg.layout, &mut spec)?;
+        if cfg.cgroup_driver == cgroup::Driver::Cgroupfs {
+            resolve_v2_relative_cgroup(cfg.layout, &mut spec)?;
+        }
         let ctx = Context {
             id,
             bundle,
@@ -478,8 +487,25 @@ impl Container {
             layout: cfg.layout,
             log_level: &cfg.log_level,
             host: spec::HostFeatures::detect(),
+            cgroup_driver: cfg.cgroup_driver,
         };
         let mut t = spec::translate(&spec, &ctx)?;
+        // The systemd driver: the unit's properties are the container's limits
+        // (computed before anything runs, so that a bad value fails early), and
+        // systemd must be reachable before liblxc does any work.
+        let mut systemd = match &t.cgroups.systemd {
+            Some(unit) => {
+                let limits = match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+                    Some(r) => spec::resources::limits(r, cfg.layout)?,
+                    None => Vec::new(),
+                };
+                let props = crate::systemd::resource_properties(cfg.layout, &limits)?;
+                let conn = crate::systemd::Systemd::connect(cfg.create_timeout)
+                    .map_err(|e| Error::Systemd(e.to_string()))?;
+                Some((unit.clone(), limits, props, conn))
+            }
+            None => None,
+        };
         spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;
         if cfg.no_new_keyring {
             // liblxc 5.0.2 stores this value as "disable the new session
@@ -632,6 +658,29 @@ impl Container {
         if !hugetlb_v2.is_empty() {
             set_unified_hugetlb(&hierarchies, &t.cgroups.container, &hugetlb_v2).map_err(fail)?;
         }
+        // liblxc has made the cgroup, written the limits and put the init there:
+        // now systemd adopts it as a transient unit with the same limits, then
+        // the exact spec values are written again (systemd rounds a CPU quota).
+        if let Some((unit, limits, resource_props, conn)) = systemd.as_mut() {
+            let mut props = crate::systemd::unit_properties(
+                unit,
+                cfg.layout,
+                init_pid as u32,
+                &format!("lxcri container {id}"),
+            );
+            props.append(resource_props);
+            partial.systemd_unit = Some(unit.name.clone());
+            conn.start_unit(&unit.name, props)
+                .map_err(|e| fail(e.to_string()))?;
+            for (file, value) in limits.iter() {
+                if crate::systemd::managed_file(cfg.layout, file) {
+                    cgroup::write_file(&hierarchies, &t.cgroups.container, file, value)
+                        .map_err(|e| fail(e.to_string()))?;
+                }
+            }
+            log::info!("container id={id} systemd unit={} started", unit.name);
+        }
+        drop(systemd);
         let mut init = t.init.clone();
         init.process.preserved_fds = preserved_fds;
         init.hooks = InitHooks {
@@ -693,6 +742,7 @@ impl Container {
             scheduler: t.init.process.scheduler,
             exec_cpu_affinity: t.exec_cpu_affinity.clone(),
             memory_policy: t.init.process.memory_policy.clone(),
+            systemd_unit: t.cgroups.systemd.as_ref().map(|u| u.name.clone()),
         };
         state.save()?;
         log::info!("created container id={id} init_pid={init_pid} monitor_pid={monitor_pid}");
@@ -904,8 +954,20 @@ impl Container {
         // hugepage limits go there, as at create.
         let hybrid_hugetlb = layout != Layout::V2
             && cgroup::detect_hugetlb(layout) == cgroup::Hugetlb::HybridUnified;
+        let limits = spec::resources::limits(r, layout)?;
+        // The systemd driver: the unit's properties first (as runc), so that
+        // systemd keeps the new values; then the files (the exact values).
+        if let Some(unit) = &self.state.systemd_unit {
+            let mut props = crate::systemd::resource_properties(layout, &limits)?;
+            if !devices {
+                props.retain(|(n, _)| n != "DevicePolicy" && n != "DeviceAllow");
+            }
+            crate::systemd::Systemd::connect(SYSTEMD_TIMEOUT)
+                .and_then(|mut c| c.set_properties(unit, props))
+                .map_err(|e| Error::Systemd(e.to_string()))?;
+        }
         let mut unified = Vec::new();
-        for (name, value) in spec::resources::limits(r, layout)? {
+        for (name, value) in limits {
             if name.starts_with("devices.") && !devices {
                 continue;
             }
@@ -986,6 +1048,11 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
         kill_cgroup(state, libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The systemd driver: the unit goes (systemd removes its cgroup; a scope
+    // whose processes are gone may have stopped by itself already).
+    if let Some(unit) = &state.systemd_unit {
+        stop_systemd_unit(unit);
+    }
     let errors = cgroup::remove_dirs(&state.created_cgroup_dirs);
     for (d, e) in &errors {
         log::warn!("remove cgroup dir {}: {e}", d.display());
@@ -1003,6 +1070,18 @@ pub fn destroy(state: &ContainerState) -> Result<()> {
         log::warn!("container id={}: {e}", state.id);
     }
     remove_rundir(&state.rundir)
+}
+
+/// How long a D-Bus call to systemd (and its job) may take outside create.
+const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Stop a container's systemd unit; a failure is logged (the delete goes on).
+fn stop_systemd_unit(unit: &str) {
+    let r = crate::systemd::Systemd::connect(SYSTEMD_TIMEOUT).and_then(|mut c| c.stop_unit(unit));
+    match r {
+        Ok(()) => log::info!("systemd unit={unit} stopped"),
+        Err(e) => log::warn!("stop systemd unit {unit}: {e}"),
+    }
 }
 
 /// liblxc's lock file of a container, `/run/lxc/lock/<lxcpath>/.<name>`. The
@@ -1097,6 +1176,7 @@ struct Partial {
     cgroup: Option<PathBuf>,
     hierarchies: Vec<PathBuf>,
     created: Vec<PathBuf>,
+    systemd_unit: Option<String>,
 }
 
 impl Partial {
@@ -1122,6 +1202,9 @@ impl Partial {
             while !cgroup::procs(&self.hierarchies, cg).is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        if let Some(unit) = &self.systemd_unit {
+            stop_systemd_unit(unit);
         }
         for (d, e) in cgroup::remove_dirs(&self.created) {
             log::warn!("remove cgroup dir {}: {e}", d.display());
@@ -1330,6 +1413,7 @@ mod tests {
                 mode: 2,
                 nodes: vec![0],
             }),
+            systemd_unit: Some("lxcri-x.scope".into()),
         };
         s.save().unwrap();
         assert_eq!(ContainerState::load(d.path()).unwrap(), s);

@@ -67,6 +67,9 @@ pub enum Error {
     Exec { id: String, message: String },
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// The systemd cgroup driver: systemd is absent or refused.
+    #[error("{0}")]
+    Systemd(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod dbus;
 pub mod error;
 pub mod features;
 pub mod lxcconf;
@@ -12,6 +13,7 @@ pub mod seccomp_agent;
 pub mod spec;
 pub mod stats;
 pub mod sys;
+pub mod systemd;
 pub mod userns;
 
 pub use container::{

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 /// What lxcri honours of the options.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
-    /// `SystemdCgroup`: cgroupsPath is in systemd's `slice:prefix:name` form.
+    /// `SystemdCgroup`: the systemd cgroup driver (cgroupsPath is in systemd's
+    /// `slice:prefix:name` form, the cgroup a transient unit).
     pub systemd_cgroup: bool,
     /// `ShimCgroup`: the cgroup the shim moves itself into.
     pub shim_cgroup: Option<PathBuf>,

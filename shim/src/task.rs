@@ -437,6 +437,9 @@ impl TaskService {
         };
         let mut cfg = self.cfg.clone();
         cfg.no_new_keyring = opts.no_new_keyring;
+        if opts.systemd_cgroup {
+            cfg.cgroup_driver = runtime_core::cgroup::Driver::Systemd;
+        }
         let id = req.id.clone();
         let bundle = bundle.to_path_buf();
         let (mut container, monitor_pid) = blocking(move || {

@@ -1106,3 +1106,54 @@ fn exec_joins_user_and_time_namespaces() {
         env.finish()
     })());
 }
+
+/// `--systemd-cgroup` on this host, where systemd is not PID 1: runc's
+/// `slice:prefix:name` form is required (a cgroupfs path is an error like
+/// runc's), and with it the create fails naming the missing systemd; nothing
+/// is left (leak check). Without the flag the systemd form is refused with the
+/// hint to select the driver. The driver itself runs in the systemd VM
+/// (`systemd_vm::`).
+#[test]
+fn systemd_cgroup_without_systemd() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let id = env.id("sdcg");
+        let b = env.bundle("sdcg", &["true"], |v| {
+            v["linux"]["cgroupsPath"] = Value::String(format!("system.slice:lxe2e:{}", "x"));
+        })?;
+        let b = b.to_str().unwrap();
+        let out = env.lxcri(&["--systemd-cgroup", "run", "-b", b, &id])?;
+        ensure!(
+            out.code == 1 && out.stderr.contains("systemd is not PID 1"),
+            "{out}"
+        );
+        let out = env.lxcri(&["run", "-b", b, &id])?;
+        ensure!(
+            out.code == 1
+                && out.stderr.contains("linux.cgroupsPath")
+                && out.stderr.contains("systemd is not PID 1"),
+            "{out}"
+        );
+        let b2 = env.bundle("sdcg2", &["true"], |v| {
+            v["linux"]["cgroupsPath"] = Value::String("/lxe2e/x".into());
+        })?;
+        let out = env.lxcri(&[
+            "--systemd-cgroup",
+            "create",
+            "-b",
+            b2.to_str().unwrap(),
+            &id,
+        ])?;
+        ensure!(
+            out.code == 1
+                && out.stderr.contains("linux.cgroupsPath")
+                && out
+                    .stderr
+                    .contains("expected cgroupsPath to be of format \"slice:prefix:name\""),
+            "{out}"
+        );
+        let out = env.lxcri(&["state", &id])?;
+        ensure!(out.stderr.contains("does not exist"), "{out}");
+        env.finish()
+    })());
+}

@@ -39,6 +39,7 @@ pub struct Context<'a> {
     pub log_level: &'a str,
     /// The LSMs and features of the host (for the fields that need them).
     pub host: HostFeatures,
+    pub cgroup_driver: crate::cgroup::Driver,
 }
 
 /// The result of translating a spec.
@@ -165,7 +166,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     }
     let init_mounts = mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
     sysctl::translate(spec, &mut lxc)?;
-    let cgroups = resources::translate(spec, ctx.id, ctx.layout, &mut lxc)?;
+    let cgroups = resources::translate_with(spec, ctx.id, ctx.layout, ctx.cgroup_driver, &mut lxc)?;
     let mut init = InitSpec {
         process: process::translate(spec, &rootfs)?,
         ..Default::default()
@@ -229,6 +230,7 @@ mod tests {
             layout: Layout::V1,
             log_level: "WARN",
             host: HostFeatures::default(),
+            cgroup_driver: Default::default(),
         };
         let t = translate(&spec, &ctx).unwrap();
         let want = CTR_LXC.replace("@ROOTFS@", &rootfs.to_string_lossy());
@@ -274,6 +276,7 @@ mod tests {
             layout: Layout::V1,
             log_level: "WARN",
             host: HostFeatures::default(),
+            cgroup_driver: Default::default(),
         };
         let t = translate(&spec, &ctx).unwrap();
         assert_eq!(t.init.process.cpu_affinity, None);
@@ -292,6 +295,7 @@ mod tests {
             layout: Layout::V1,
             log_level: "WARN",
             host: HostFeatures::default(),
+            cgroup_driver: Default::default(),
         };
         assert_eq!(translate(&s, &ctx).unwrap_err().field, "ociVersion");
         let s: Spec = serde_json::from_value(serde_json::json!({

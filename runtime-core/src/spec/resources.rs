@@ -26,6 +26,8 @@ pub struct Cgroups {
     /// (a relative `linux.cgroupsPath`, `lxc.cgroup.relative = 1`), not to the
     /// hierarchy roots.
     pub relative: bool,
+    /// The systemd driver's unit for the container's cgroup.
+    pub systemd: Option<crate::systemd::Unit>,
 }
 
 /// The devices every container may use, as runc allows them (after the spec's own
@@ -667,20 +669,34 @@ pub fn limits(r: &LinuxResources, layout: Layout) -> Result<Vec<(String, String)
         .collect())
 }
 
-/// Translate `linux.cgroupsPath` and `linux.resources`.
+/// Translate `linux.cgroupsPath` and `linux.resources` (cgroupfs driver).
+#[cfg(test)]
 pub fn translate(
     spec: &Spec,
     id: &str,
     layout: Layout,
     lxc: &mut LxcConfig,
 ) -> Result<Cgroups, SpecError> {
+    translate_with(spec, id, layout, cgroup::Driver::Cgroupfs, lxc)
+}
+
+/// Translate `linux.cgroupsPath` and `linux.resources` for the cgroup `driver`.
+/// With the systemd driver liblxc still creates and fills the cgroup, at the
+/// unit's expanded path (the runtime then hands it to systemd).
+pub fn translate_with(
+    spec: &Spec,
+    id: &str,
+    layout: Layout,
+    driver: cgroup::Driver,
+    lxc: &mut LxcConfig,
+) -> Result<Cgroups, SpecError> {
     let linux = spec.linux().as_ref();
     let path = linux.and_then(|l| l.cgroups_path().as_deref());
-    let container = cgroup::container_path(path, id)?;
+    let (container, systemd) = cgroup::placement(driver, path, id)?;
     // A relative path: liblxc joins it (and the monitor's) to the start helper's
     // own cgroup in each hierarchy, the runtime's, which is runc's rule on v1. (On
     // a pure v2 host the runtime makes the path absolute first, as runc does.)
-    let relative = cgroup::is_relative(path);
+    let relative = systemd.is_none() && cgroup::is_relative(path);
     let monitor = cgroup::monitor_path(&container);
     let path_str = |p: &Path| p.to_string_lossy().into_owned();
     lxc.push(
@@ -722,6 +738,7 @@ pub fn translate(
         monitor,
         pivot,
         relative,
+        systemd,
     })
 }
 

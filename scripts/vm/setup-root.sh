@@ -1,0 +1,70 @@
+# Runs in the VM's initramfs (busybox sh) on the new root before systemd
+# starts: $1 is the new root (the host's root under a tmpfs overlay, so
+# writes here stay in the VM), $2 the run dir shared by scripts/vm/run.sh.
+# Makes the guest a minimal systemd host that boots lxcri-vm.target.
+set -e
+root=$1
+xfer=$2
+
+# The host image may carry container markers; in the VM systemd must see a
+# VM (it ignores systemd.* kernel arguments and skips units, AppArmor's
+# among them, in a container).
+rm -f "$root/.dockerenv" "$root/run/.containerenv"
+echo lxcri-vm >"$root/etc/hostname"
+
+# The host's fstab entries can't work in the VM; scratch dirs that
+# containerd, podman and the tests write (nested overlay mounts need an upper
+# dir that is not on the overlay root) get their own tmpfs.
+cat >"$root/etc/fstab" <<'FSTAB'
+# lxcri VM (scripts/vm/setup-root.sh)
+tmpfs /tmp tmpfs mode=1777,nosuid,nodev 0 0
+tmpfs /var/tmp tmpfs mode=1777,nosuid,nodev 0 0
+tmpfs /var/lib/containerd tmpfs mode=0711 0 0
+tmpfs /var/lib/containers tmpfs mode=0700 0 0
+tmpfs /var/lib/nerdctl tmpfs mode=0700 0 0
+tmpfs /var/lib/cni tmpfs mode=0755 0 0
+tmpfs /var/lib/lxc tmpfs mode=0755 0 0
+# AppArmor's compiled profiles persist on the host (the parser is slow), see run.sh
+aacache /var/cache/apparmor 9p trans=virtio,version=9p2000.L 0 0
+FSTAB
+for d in /var/lib/containerd /var/lib/containers /var/lib/nerdctl /var/lib/cni /var/lib/lxc; do
+	mkdir -p "$root$d"
+done
+
+units=$root/etc/systemd/system
+mkdir -p "$units" "$root/etc/lxcri-vm"
+cp "$xfer/guest-run.sh" "$root/etc/lxcri-vm/guest-run.sh"
+
+# The boot target: sysinit (journald, udev, tmpfiles, apparmor ...) and the
+# sockets (dbus), not the host's multi-user services nor its timers.
+cat >"$units/lxcri-vm.target" <<'UNIT'
+[Unit]
+Description=lxcri VM: minimal systemd host
+Requires=sysinit.target sockets.target local-fs.target
+After=sysinit.target sockets.target local-fs.target
+Wants=lxcri-vm-run.service dbus.service
+AllowIsolate=yes
+UNIT
+cat >"$units/lxcri-vm-run.service" <<'UNIT'
+[Unit]
+Description=lxcri VM: the host's command (scripts/vm/run.sh)
+After=sysinit.target sockets.target local-fs.target dbus.service
+[Service]
+Type=exec
+ExecStart=/bin/sh /etc/lxcri-vm/guest-run.sh
+TimeoutStartSec=infinity
+Delegate=yes
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+LimitMEMLOCK=infinity
+TasksMax=infinity
+StandardOutput=journal+console
+StandardError=journal+console
+UNIT
+# Host services that would fail or wander off in the VM (no network).
+for u in systemd-timesyncd.service systemd-networkd-wait-online.service \
+	podman.socket uuidd.socket e2scrub_reap.service modprobe@drm.service \
+	systemd-pstore.service; do
+	ln -sf /dev/null "$units/$u"
+done
