@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod container;
 pub mod error;
 pub mod features;
+pub mod idmap;
 pub mod lxcconf;
 pub mod netaddr;
 pub mod spec;
