@@ -32,6 +32,7 @@ mod runtime_selection;
 mod seccomp;
 mod spec;
 mod spec_cgroups;
+mod spec_idmap;
 mod spec_linux;
 mod spec_mounts;
 mod spec_namespaces;
