@@ -195,4 +195,62 @@ mod tests {
         assert_eq!(m.uids, u.to_vec());
         assert_eq!(m.gids, g.to_vec());
     }
+
+    fn mount(src: &std::path::Path, ro: bool) -> IdmappedMount {
+        let swap = vec![
+            IdMap {
+                container: 1000,
+                host: 0,
+                size: 1,
+            },
+            IdMap {
+                container: 0,
+                host: 1000,
+                size: 1,
+            },
+        ];
+        IdmappedMount {
+            field: "mounts[0]".into(),
+            source: src.to_path_buf(),
+            destination: "m".into(),
+            is_dir: true,
+            recursive: false,
+            recursive_idmap: false,
+            attr_set: if ro {
+                crate::spec::mounts::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            },
+            attr_clr: 0,
+            uid_mappings: swap.clone(),
+            gid_mappings: swap,
+        }
+    }
+
+    /// The detached mount (never attached: looked into through its fd) shows
+    /// on-disk 1000 as 0 and 0 as 1000; a file made there by root is 1000's on
+    /// disk; with `ro` it is read-only.
+    #[test]
+    fn detached_mount_is_id_mapped() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("u1000"), "x").unwrap();
+        std::os::unix::fs::chown(d.path().join("u1000"), Some(1000), Some(1000)).unwrap();
+        std::fs::write(d.path().join("root"), "x").unwrap();
+        let tree = detached_mount(&mount(d.path(), false)).unwrap();
+        let through = |name: &str| {
+            std::fs::metadata(format!("/proc/self/fd/{}/{name}", tree.as_raw_fd())).unwrap()
+        };
+        assert_eq!((through("u1000").uid(), through("u1000").gid()), (0, 0));
+        assert_eq!((through("root").uid(), through("root").gid()), (1000, 1000));
+        std::fs::write(format!("/proc/self/fd/{}/made", tree.as_raw_fd()), "y").unwrap();
+        let md = std::fs::metadata(d.path().join("made")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (1000, 1000));
+
+        let ro = detached_mount(&mount(d.path(), true)).unwrap();
+        let e = std::fs::write(format!("/proc/self/fd/{}/other", ro.as_raw_fd()), "z").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+        let e = detached_mount(&mount(std::path::Path::new("/nonexistent-x"), false)).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent-x"), "{e}");
+    }
 }

@@ -67,7 +67,8 @@ fn owner(p: &Path) -> Result<(u32, u32)> {
 fn idmapped_bind(h: &mut Harness) -> Result<()> {
     let id = h.id("idmap");
     let src = idmap_source(h, "idmapsrc")?;
-    let script = "stat -c '%n %u:%g' /m/u1000 /m/root /f /t/deep/m/u1000; \
+    let script = "ls /proc/1/fd | tr '\\n' ' '; echo; \
+                  stat -c '%n %u:%g' /m/u1000 /m/root /f /t/deep/m/u1000; \
                   touch /m/made; \
                   touch /mro/x 2>/dev/null && echo ro-writable || echo ro-refused; \
                   awk '$5 ~ /^\\/(m|mro|f|t\\/deep\\/m)$/ {print $5, $6}' /proc/self/mountinfo";
@@ -87,7 +88,10 @@ fn idmapped_bind(h: &mut Harness) -> Result<()> {
         ]),
     )?;
     let out = run_spec(h, &id, &spec)?.ok()?;
-    let lines: Vec<&str> = out.stdout.lines().collect();
+    let lines: Vec<&str> = out.stdout.lines().skip(1).collect();
+    // No fd of the mounts (runtime or hook side) reaches the container.
+    ensure!(out.stdout.starts_with("0 1 2 \n"), "fds of pid 1: {out}");
+    ensure!(lines.len() == 9, "{out}");
     ensure!(
         lines[..5]
             == [
@@ -99,7 +103,6 @@ fn idmapped_bind(h: &mut Harness) -> Result<()> {
             ],
         "{out}"
     );
-    ensure!(lines.len() == 9, "{out}");
     for l in &lines[5..] {
         let opts: Vec<&str> = l.split([' ', ',']).collect();
         ensure!(opts.contains(&"idmapped"), "not id-mapped: {l}\n{out}");

@@ -277,3 +277,39 @@ fn main() {
     eprintln!("usage: lxcri-hook (HookRun JSON on stdin) | lxcri-hook NAME lxc mount");
     std::process::exit(2);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mount points: missing directories and a missing file are created inside
+    /// the root; a symlink anywhere on the way (even one pointing inside) and
+    /// `..` are refused, so nothing outside the root is touched.
+    #[test]
+    fn mount_points_stay_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let root_path = d.path().join("root");
+        std::fs::create_dir_all(root_path.join("etc")).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root_path.join("escape")).unwrap();
+        std::os::unix::fs::symlink("etc", root_path.join("inner")).unwrap();
+        let root = open_path(
+            libc::AT_FDCWD,
+            root_path.to_str().unwrap(),
+            libc::O_DIRECTORY,
+        )
+        .unwrap();
+        mount_point(&root, "a/b/c", true).unwrap();
+        assert!(root_path.join("a/b/c").is_dir());
+        mount_point(&root, "etc/x/file", false).unwrap();
+        assert!(root_path.join("etc/x/file").is_file());
+        // Existing ones are taken as they are.
+        mount_point(&root, "etc/x/file", false).unwrap();
+        for bad in ["escape/x", "escape", "inner/y", "a/../b", ""] {
+            assert!(mount_point(&root, bad, true).is_err(), "{bad}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        assert!(!root_path.join("etc/y").exists());
+    }
+}

@@ -475,8 +475,7 @@ pub fn translate(
         let idmap_option = raw_options
             .iter()
             .enumerate()
-            .filter(|(_, o)| *o == "idmap" || *o == "ridmap")
-            .last()
+            .rfind(|(_, o)| *o == "idmap" || *o == "ridmap")
             .map(|(j, o)| (format!("{field}.options[{j}]"), o == "ridmap"));
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_option.is_some() {
             let is_bind = typ == "bind" || raw_options.iter().any(|o| o == "bind" || o == "rbind");
