@@ -456,13 +456,22 @@ pub fn translate(
         let parts = destination_parts(&dest_field, m.destination())?;
         let dest = resolve_in_root(&dest_field, rootfs, parts, &mounted)?;
         let dest_str = dest.to_string_lossy().into_owned();
+        let idmap_option = raw_options
+            .iter()
+            .enumerate()
+            .rfind(|(_, o)| *o == "idmap" || *o == "ridmap")
+            .map(|(j, o)| (format!("{field}.options[{j}]"), o == "ridmap"));
+        let is_idmapped =
+            m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_option.is_some();
         // lxcri-hook attaches the id-mapped mounts after liblxc's own (and
-        // liblxc mounts devpts after that): a later mount at, above or below one
-        // would end up in the wrong order.
-        if let Some(im) = idmapped.iter().find(|im| {
+        // liblxc mounts devpts after that), in spec order among themselves: a
+        // later other mount at, above or below one would end up in the wrong
+        // order.
+        let overlapped = idmapped.iter().find(|im| {
             let d = Path::new(&im.destination);
             dest.starts_with(d) || d.starts_with(&dest)
-        }) {
+        });
+        if let (false, Some(im)) = (is_idmapped, overlapped) {
             return Err(SpecError::new(
                 dest_field,
                 format!(
@@ -472,12 +481,7 @@ pub fn translate(
                 ),
             ));
         }
-        let idmap_option = raw_options
-            .iter()
-            .enumerate()
-            .rfind(|(_, o)| *o == "idmap" || *o == "ridmap")
-            .map(|(j, o)| (format!("{field}.options[{j}]"), o == "ridmap"));
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_option.is_some() {
+        if is_idmapped {
             let is_bind = typ == "bind" || raw_options.iter().any(|o| o == "bind" || o == "rbind");
             let what = if m.uid_mappings().is_some() {
                 format!("{field}.uidMappings")
@@ -1004,14 +1008,18 @@ lxc.pty.max = 0
             let e = translate(&spec(m), b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
-        // Earlier mounts around it are fine (liblxc mounts them first).
+        // Earlier mounts around it are fine (liblxc mounts them first), and so
+        // are later id-mapped ones (attached in spec order after it).
         let s = spec(serde_json::json!([
             {"destination": "/a", "type": "tmpfs"},
             {"destination": "/a/b", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+            {"destination": "/a/b/c", "type": "bind", "source": "/tmp", "options": ["rbind", "ridmap"], "uidMappings": maps, "gidMappings": maps},
+            {"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
             {"destination": "/c", "type": "tmpfs"}
         ]));
         let m = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap();
-        assert_eq!(m.idmapped.len(), 1);
+        let dests: Vec<&str> = m.idmapped.iter().map(|m| m.destination.as_str()).collect();
+        assert_eq!(dests, ["a/b", "a/b/c", "a"]);
     }
 
     #[test]
