@@ -7,7 +7,8 @@
 //! appear owned by (host) `h` through the mount, and back for files made there.
 //!
 //! The reference, runc 1.1.5, predates id-mapped mounts: containerd 2.x
-//! refuses to give it such a spec (see `runc_reference`).
+//! refuses to give it such a spec (see `runc_reference`); run by hand, it
+//! ignores the mappings and makes a plain bind.
 
 use crate::spec_linux::{chown_tree, SubIds};
 use crate::util::{default_spec, run_spec};
