@@ -293,6 +293,9 @@ pub enum InitMessage {
     },
     /// From `lxcri-hook`: the createContainer hooks succeeded.
     HooksDone,
+    /// From `lxcri-hook`: the mounts of [`RuntimeMessage::AttachMounts`] are
+    /// attached.
+    MountsAttached,
     /// Answer to [`RuntimeMessage::Detach`]: the init no longer dies with its
     /// parent and now waits for Start on the listening socket.
     Detached,
@@ -304,6 +307,17 @@ pub enum InitMessage {
         #[serde(default)]
         pid: Option<i32>,
     },
+}
+
+/// Where `lxcri-hook` attaches one detached mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachMount {
+    /// `mounts[i]`, for errors.
+    pub field: String,
+    /// Relative to the rootfs, resolved: no symlinks (refused), no `..`.
+    pub destination: String,
+    /// A missing mount point is made a directory (else an empty file).
+    pub is_dir: bool,
 }
 
 /// Messages from the runtime to init.
@@ -330,6 +344,13 @@ pub enum RuntimeMessage {
         init_pid: Option<i32>,
         #[serde(default)]
         cgroup_procs: Vec<String>,
+    },
+    /// To `lxcri-hook` at the mount hook, before [`RuntimeMessage::RunHooks`]:
+    /// detached mounts (id-mapped binds, made by the runtime), one fd each with
+    /// `SCM_RIGHTS` in this order, to attach inside the rootfs; answered by
+    /// [`InitMessage::MountsAttached`] or an error.
+    AttachMounts {
+        mounts: Vec<AttachMount>,
     },
     /// To `lxcri-hook` at the mount hook: the createContainer hooks to run.
     RunHooks {

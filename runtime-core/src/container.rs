@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use lxcri_libexec::channel::{wait_readable, Channel};
 use lxcri_libexec::proto::{
-    CpuAffinity, HookResult, HookRun, HookSpec, InitHooks, InitMessage, MemoryPolicy,
+    AttachMount, CpuAffinity, HookResult, HookRun, HookSpec, InitHooks, InitMessage, MemoryPolicy,
     RuntimeMessage, SchedAttr, SeccompProgram, INIT_CHANNEL_FD, PRESERVED_FDS_BASE,
 };
 use oci_spec::runtime::Spec;
@@ -506,7 +506,12 @@ impl Container {
             }
             None => None,
         };
-        spec::hooks::lxc_keys(&t.hooks, &cfg.libexec_dir.join("lxcri-hook"), &mut t.lxc)?;
+        spec::hooks::lxc_keys(
+            &t.hooks,
+            !t.idmapped.is_empty(),
+            &cfg.libexec_dir.join("lxcri-hook"),
+            &mut t.lxc,
+        )?;
         if cfg.no_new_keyring {
             // liblxc 5.0.2 stores this value as "disable the new session
             // keyring" (`keyring_disable_session`): 1 keeps the caller's
@@ -613,6 +618,31 @@ impl Container {
         let mut hook_pid = None;
         if let InitMessage::HookPoint { pid } = hello.message {
             hook_pid = Some(pid);
+            // The id-mapped mounts first (runc makes its mounts before the
+            // prestart hooks): made here, in the host's user namespace, and
+            // attached in the rootfs by the hook, one at a time.
+            for m in &t.idmapped {
+                let tree = crate::idmap::detached_mount(m)
+                    .map_err(|e| fail(format!("{}: id-mapped mount: {e}", m.field)))?;
+                rt_end
+                    .send_with_fds(
+                        &RuntimeMessage::AttachMounts {
+                            mounts: vec![AttachMount {
+                                field: m.field.clone(),
+                                destination: m.destination.clone(),
+                                is_dir: m.is_dir,
+                            }],
+                        },
+                        &[tree.as_fd()],
+                    )
+                    .map_err(|e| fail(format!("send the id-mapped mount: {e}")))?;
+                drop(tree);
+                match recv("id-mapped mounts")?.message {
+                    InitMessage::MountsAttached => {}
+                    InitMessage::Error { message } => return Err(fail(message)),
+                    m => return Err(fail(format!("unexpected hook message {m:?}"))),
+                }
+            }
             let creating = oci_state_json(id, "creating", pid, bundle, &annotations);
             run_host_hooks(&hook_helper, "prestart", &t.hooks.prestart, &creating).map_err(fail)?;
             run_host_hooks(

@@ -55,7 +55,8 @@ pub fn features(annotations: Value) -> Value {
     // missing directory) and rro (made recursive by the init); `key=value`
     // options go to mount(2) as data.
     let mut mount_options: Vec<&str> = crate::spec::mounts::FLAG_OPTIONS.to_vec();
-    mount_options.extend(["tmpcopyup", "rro"]);
+    // idmap/ridmap: id-mapped bind mounts (attached by lxcri-hook).
+    mount_options.extend(["tmpcopyup", "rro", "idmap", "ridmap"]);
     mount_options.sort_unstable();
     json!({
         "ociVersionMin": "1.0.0",
@@ -107,7 +108,8 @@ pub fn features(annotations: Value) -> Value {
             "apparmor": { "enabled": true },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } },
+            // Id-mapped bind mounts, as runc 1.2 (mount_setattr MOUNT_ATTR_IDMAP).
+            "mountExtensions": { "idmap": { "enabled": true } },
             // set_mempolicy(2) by the init and every exec.
             "memoryPolicy": {
                 "modes": [
@@ -152,6 +154,11 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("rro")));
+        assert!(f["mountOptions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ridmap")));
+        assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
         assert!(f["hooks"].as_array().unwrap().contains(&json!("poststop")));
         assert_eq!(f["linux"]["netDevices"]["enabled"], true);
         assert!(f["linux"]["memoryPolicy"]["modes"]

@@ -7,6 +7,7 @@ pub mod container;
 pub mod dbus;
 pub mod error;
 pub mod features;
+pub mod idmap;
 pub mod lxcconf;
 pub mod netaddr;
 pub mod seccomp_agent;

@@ -111,7 +111,7 @@ mod tests {
         let f: serde_json::Value = serde_json::from_slice(&info.features.value).unwrap();
         let opts = f["mountOptions"].as_array().unwrap();
         assert!(opts.iter().any(|o| o == "rro"));
-        assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
     }
 
     /// containerd 1.6 speaks task API v2 only: the pinned shim crate must serve it.

@@ -1157,3 +1157,58 @@ fn systemd_cgroup_without_systemd() {
         env.finish()
     })());
 }
+
+/// An id-mapped bind mount through the CLI (`uidMappings`/`gidMappings` that
+/// swap host 0 and 1000): 1000's file is root's inside, root's is 1000's, and a
+/// file root makes inside belongs to 1000 on the host. `lxcri features` says
+/// so; a tmpfs with mappings is refused naming the field.
+#[test]
+fn idmapped_mount() {
+    check((|| {
+        use std::os::unix::fs::MetadataExt;
+        let mut env = CliEnv::new()?;
+        let id = env.id("idmap");
+        let src = env.dir.path().join("idmapsrc");
+        fs::create_dir(&src)?;
+        fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+        fs::write(src.join("u1000"), "x")?;
+        std::os::unix::fs::chown(src.join("u1000"), Some(1000), Some(1000))?;
+        fs::write(src.join("root"), "x")?;
+        let maps = serde_json::json!([
+            {"containerID": 1000, "hostID": 0, "size": 1},
+            {"containerID": 0, "hostID": 1000, "size": 1}
+        ]);
+        let script = "stat -c '%u:%g' /m/u1000 /m/root; touch /m/made";
+        let b = env.bundle("idmap", &["sh", "-c", script], |v| {
+            v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/m", "type": "bind", "source": src, "options": ["rbind", "ridmap"],
+                "uidMappings": maps, "gidMappings": maps}));
+        })?;
+        let out = env.lxcri(&["run", "--bundle", b.to_str().unwrap(), &id])?;
+        ensure!(out.code == 0 && out.stdout == "0:0\n1000:1000\n", "{out}");
+        let md = fs::metadata(src.join("made"))?;
+        ensure!((md.uid(), md.gid()) == (1000, 1000), "made: {md:?}");
+
+        let out = env.lxcri_ok(&["features"])?;
+        let f: Value = serde_json::from_str(&out.stdout)?;
+        ensure!(
+            f["linux"]["mountExtensions"]["idmap"]["enabled"] == Value::Bool(true),
+            "{out}"
+        );
+        let b2 = env.bundle("idmap-tmpfs", &["true"], |v| {
+            v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                "uidMappings": maps, "gidMappings": maps}));
+        })?;
+        let n = {
+            let v: Value = serde_json::from_slice(&fs::read(b2.join("config.json"))?)?;
+            v["mounts"].as_array().map(|a| a.len() - 1).unwrap_or(0)
+        };
+        let out = env.lxcri(&["run", "--bundle", b2.to_str().unwrap(), &id])?;
+        ensure!(
+            out.code != 0 && out.stderr.contains(&format!("mounts[{n}].uidMappings")),
+            "{out}"
+        );
+        env.finish()
+    })());
+}

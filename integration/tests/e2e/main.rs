@@ -33,6 +33,7 @@ mod seccomp;
 mod seccomp_notify;
 mod spec;
 mod spec_cgroups;
+mod spec_idmap;
 mod spec_linux;
 mod spec_mounts;
 mod spec_namespaces;

@@ -103,9 +103,15 @@ impl Hooks {
 }
 
 /// The lxc keys for the hooks: `lxc.hook.mount` runs `helper` (through `sh -c`,
-/// so the path is restricted to plain characters).
-pub fn lxc_keys(hooks: &Hooks, helper: &Path, lxc: &mut LxcConfig) -> Result<(), SpecError> {
-    if !hooks.need_mount_hook() {
+/// so the path is restricted to plain characters). `mounts`: the helper attaches
+/// id-mapped mounts there, so it runs even without hooks.
+pub fn lxc_keys(
+    hooks: &Hooks,
+    mounts: bool,
+    helper: &Path,
+    lxc: &mut LxcConfig,
+) -> Result<(), SpecError> {
+    if !hooks.need_mount_hook() && !mounts {
         return Ok(());
     }
     let path = helper.to_str().unwrap_or("");
@@ -198,12 +204,19 @@ mod tests {
         let helper = Path::new("/usr/local/libexec/lxcri/lxcri-hook");
         let mut lxc = LxcConfig::new();
         let h = translate(&spec(serde_json::json!({"poststart": [{"path": "/h"}]}))).unwrap();
-        lxc_keys(&h, helper, &mut lxc).unwrap();
+        lxc_keys(&h, false, helper, &mut lxc).unwrap();
         assert_eq!(lxc.render(), "");
+        // Id-mapped mounts are attached by the helper: it runs without hooks.
+        let mut lxc = LxcConfig::new();
+        lxc_keys(&h, true, helper, &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "lxc.hook.mount = /usr/local/libexec/lxcri/lxcri-hook\n"
+        );
         for phase in ["prestart", "createRuntime", "createContainer"] {
             let mut lxc = LxcConfig::new();
             let h = translate(&spec(serde_json::json!({phase: [{"path": "/h"}]}))).unwrap();
-            lxc_keys(&h, helper, &mut lxc).unwrap();
+            lxc_keys(&h, false, helper, &mut lxc).unwrap();
             assert_eq!(
                 lxc.render(),
                 "lxc.hook.mount = /usr/local/libexec/lxcri/lxcri-hook\n"
@@ -212,6 +225,7 @@ mod tests {
         let h = translate(&spec(serde_json::json!({"prestart": [{"path": "/h"}]}))).unwrap();
         let e = lxc_keys(
             &h,
+            false,
             Path::new("/opt/my dir/lxcri-hook"),
             &mut LxcConfig::new(),
         )

@@ -24,6 +24,7 @@ use oci_spec::runtime::{Process, Spec};
 use crate::cgroup::Layout;
 use crate::error::SpecError;
 use crate::lxcconf::LxcConfig;
+use crate::userns::IdMap;
 pub use resources::Cgroups;
 pub use security::HostFeatures;
 
@@ -55,6 +56,8 @@ pub struct Translation {
     pub exec_cpu_affinity: Option<CpuAffinity>,
     /// A time namespace the start helper enters before liblxc's start.
     pub join_time: Option<PathBuf>,
+    /// The id-mapped bind mounts, made by the runtime at the mount hook.
+    pub idmapped: Vec<mounts::IdmappedMount>,
 }
 
 /// The supported `ociVersion`s: 1.0.x to 1.3.x (what oci-spec 0.9 models).
@@ -164,7 +167,11 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
             "a proc mount at /proc is required (lxcri starts its init through /proc/self/fd)",
         ));
     }
-    let init_mounts = mounts::translate(spec, ctx.bundle, &rootfs, &mut lxc)?;
+    // The container's user namespace mappings (new or joined), as liblxc gets
+    // them: what `idmap`/`ridmap` mounts without mappings of their own take.
+    let container_maps = container_id_maps(&lxc);
+    let init_mounts =
+        mounts::translate(spec, ctx.bundle, &rootfs, container_maps.as_ref(), &mut lxc)?;
     sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate_with(spec, ctx.id, ctx.layout, ctx.cgroup_driver, &mut lxc)?;
     let mut init = InitSpec {
@@ -192,6 +199,7 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     init.rootfs_propagation = root::propagation(spec)?;
     init.mount_propagation = init_mounts.propagation;
     init.recursive_readonly = init_mounts.recursive_readonly;
+    let idmapped = init_mounts.idmapped;
     init.readonly_rootfs = spec
         .root()
         .as_ref()
@@ -205,7 +213,31 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
         hooks,
         exec_cpu_affinity,
         join_time: nss.join_time,
+        idmapped,
     })
+}
+
+/// The (uid, gid) mappings of the `lxc.idmap` lines, if there are any.
+fn container_id_maps(lxc: &LxcConfig) -> Option<(Vec<IdMap>, Vec<IdMap>)> {
+    let (mut uids, mut gids) = (Vec::new(), Vec::new());
+    for line in lxc.get_all("lxc.idmap") {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let [kind, c, h, s] = w[..] else { continue };
+        let (Ok(container), Ok(host), Ok(size)) = (c.parse(), h.parse(), s.parse()) else {
+            continue;
+        };
+        let m = IdMap {
+            container,
+            host,
+            size,
+        };
+        match kind {
+            "u" => uids.push(m),
+            "g" => gids.push(m),
+            _ => {}
+        }
+    }
+    (!uids.is_empty() || !gids.is_empty()).then_some((uids, gids))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use oci_spec::runtime::Spec;
 
 use crate::error::SpecError;
 use crate::lxcconf::{check_value, LxcConfig};
+use crate::userns::IdMap;
 
 /// Options liblxc turns into mount flags (see `mount_opt` and `propagation_opt`
 /// in liblxc's conf.c).
@@ -296,17 +297,153 @@ pub struct InitMounts {
     pub propagation: Vec<(String, u64)>,
     /// Container paths of the `rro` mounts (recursively read-only).
     pub recursive_readonly: Vec<String>,
+    /// The id-mapped bind mounts, in spec order: made by the runtime (detached,
+    /// in the host's user namespace) and attached by `lxcri-hook` at liblxc's
+    /// mount hook, after liblxc's own mounts.
+    pub idmapped: Vec<IdmappedMount>,
+}
+
+/// `mount_setattr(2)` attributes (linux/mount.h).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_ATIME: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// An id-mapped bind mount (`mounts[i].uidMappings`/`gidMappings`, options
+/// `idmap`/`ridmap`), as runc 1.2 makes it: `open_tree(source, OPEN_TREE_CLONE
+/// [| AT_RECURSIVE for rbind])`, `mount_setattr` of the flags, then
+/// `MOUNT_ATTR_IDMAP` with a user namespace that has the mount's mappings
+/// (`AT_RECURSIVE` for `ridmap`), then `move_mount` onto the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdmappedMount {
+    /// `mounts[i]`, for errors.
+    pub field: String,
+    /// The absolute source path on the host.
+    pub source: PathBuf,
+    /// The destination relative to the rootfs, resolved (no symlinks, no `..`).
+    pub destination: String,
+    /// Whether the source is a directory (else the mount point is a file).
+    pub is_dir: bool,
+    /// `rbind`: the submounts of the source come along.
+    pub recursive: bool,
+    /// `ridmap`: the submounts are id-mapped too.
+    pub recursive_idmap: bool,
+    /// MOUNT_ATTR_* flags set on the top mount (ro, nosuid, nodev, noexec, atime).
+    pub attr_set: u64,
+    /// MOUNT_ATTR_* flags cleared (the atime field when an atime mode is set).
+    pub attr_clr: u64,
+    pub uid_mappings: Vec<IdMap>,
+    pub gid_mappings: Vec<IdMap>,
+}
+
+/// The id mappings of mount `field` (`mounts[i]`): its own `uidMappings` and
+/// `gidMappings` (both needed), or with only the `idmap`/`ridmap` option those
+/// of the container's user namespace (`container`), as runtime spec 1.2 says.
+fn mount_mappings(
+    field: &str,
+    m: &oci_spec::runtime::Mount,
+    option_field: Option<&str>,
+    container: Option<&(Vec<IdMap>, Vec<IdMap>)>,
+) -> Result<(Vec<IdMap>, Vec<IdMap>), SpecError> {
+    let conv = |f: &str, v: &Vec<oci_spec::runtime::LinuxIdMapping>| {
+        let mut out = Vec::new();
+        for (k, m) in v.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(SpecError::new(format!("{f}[{k}].size"), "must not be 0"));
+            }
+            out.push(IdMap {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            });
+        }
+        if out.is_empty() {
+            return Err(SpecError::new(f, "must not be empty"));
+        }
+        Ok(out)
+    };
+    match (m.uid_mappings(), m.gid_mappings()) {
+        (Some(u), Some(g)) => Ok((
+            conv(&format!("{field}.uidMappings"), u)?,
+            conv(&format!("{field}.gidMappings"), g)?,
+        )),
+        (Some(_), None) => Err(SpecError::new(
+            format!("{field}.gidMappings"),
+            "an id-mapped mount needs both uidMappings and gidMappings",
+        )),
+        (None, Some(_)) => Err(SpecError::new(
+            format!("{field}.uidMappings"),
+            "an id-mapped mount needs both uidMappings and gidMappings",
+        )),
+        (None, None) => match container {
+            Some((u, g)) if !u.is_empty() && !g.is_empty() => Ok((u.clone(), g.clone())),
+            _ => Err(SpecError::new(
+                option_field.unwrap_or(field),
+                "idmap/ridmap without uidMappings and gidMappings takes the mappings of \
+                 the container's user namespace, and the container has none",
+            )),
+        },
+    }
+}
+
+/// The MOUNT_ATTR_* (set, clear) of an id-mapped bind mount's options; options
+/// other than flags, bind/rbind, propagation and rro are refused.
+fn idmapped_attrs(field: &str, options: &[String]) -> Result<(u64, u64), SpecError> {
+    let (mut set, mut clr) = (0u64, 0u64);
+    for (j, o) in options.iter().enumerate() {
+        let (s, c) = match o.as_str() {
+            "ro" | "rro" => (MOUNT_ATTR_RDONLY, 0),
+            "rw" => (0, MOUNT_ATTR_RDONLY),
+            "nosuid" => (MOUNT_ATTR_NOSUID, 0),
+            "suid" => (0, MOUNT_ATTR_NOSUID),
+            "nodev" => (MOUNT_ATTR_NODEV, 0),
+            "dev" => (0, MOUNT_ATTR_NODEV),
+            "noexec" => (MOUNT_ATTR_NOEXEC, 0),
+            "exec" => (0, MOUNT_ATTR_NOEXEC),
+            "noatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME),
+            "relatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME),
+            "strictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME),
+            "nodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+            "diratime" => (0, MOUNT_ATTR_NODIRATIME),
+            "defaults" | "bind" | "rbind" | "idmap" | "ridmap" | "shared" | "rshared" | "slave"
+            | "rslave" | "private" | "rprivate" | "unbindable" | "runbindable" => (0, 0),
+            _ => {
+                return Err(SpecError::new(
+                    format!("{field}.options[{j}]"),
+                    format!("option {o:?} is not supported on an id-mapped bind mount"),
+                ))
+            }
+        };
+        if c == MOUNT_ATTR_ATIME {
+            // The last atime mode wins.
+            set &= !MOUNT_ATTR_ATIME;
+        }
+        set = (set & !c) | s;
+        clr = (clr & !s) | c;
+    }
+    Ok((set, clr))
 }
 
 /// Translate `mounts`; `rootfs` is the absolute rootfs path on the host.
+///
+/// `container_maps`: the (uid, gid) mappings of the container's user namespace,
+/// if it has one (what `idmap`/`ridmap` without mappings of their own take).
 pub fn translate(
     spec: &Spec,
     bundle: &Path,
     rootfs: &Path,
+    container_maps: Option<&(Vec<IdMap>, Vec<IdMap>)>,
     lxc: &mut LxcConfig,
 ) -> Result<InitMounts, SpecError> {
     let mut propagation = Vec::new();
     let mut recursive_readonly = Vec::new();
+    let mut idmapped: Vec<IdmappedMount> = Vec::new();
     let mut auto: Vec<&str> = Vec::new();
     let mut pty_max: Option<u32> = None;
     // liblxc mounts a tmpfs at /dev itself (lxc.autodev) before the entries.
@@ -315,16 +452,104 @@ pub fn translate(
         let field = format!("mounts[{i}]");
         let typ = m.typ().clone().unwrap_or_default();
         let raw_options = m.options().clone().unwrap_or_default();
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(SpecError::new(
-                format!("{field}.uidMappings"),
-                "id-mapped mounts are not supported yet",
-            ));
-        }
         let dest_field = format!("{field}.destination");
         let parts = destination_parts(&dest_field, m.destination())?;
         let dest = resolve_in_root(&dest_field, rootfs, parts, &mounted)?;
         let dest_str = dest.to_string_lossy().into_owned();
+        let idmap_option = raw_options
+            .iter()
+            .enumerate()
+            .rfind(|(_, o)| *o == "idmap" || *o == "ridmap")
+            .map(|(j, o)| (format!("{field}.options[{j}]"), o == "ridmap"));
+        let is_idmapped =
+            m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_option.is_some();
+        // lxcri-hook attaches the id-mapped mounts after liblxc's own (and
+        // liblxc mounts devpts after that), in spec order among themselves: a
+        // later other mount at, above or below one would end up in the wrong
+        // order.
+        let overlapped = idmapped.iter().find(|im| {
+            let d = Path::new(&im.destination);
+            dest.starts_with(d) || d.starts_with(&dest)
+        });
+        if let (false, Some(im)) = (is_idmapped, overlapped) {
+            return Err(SpecError::new(
+                dest_field,
+                format!(
+                    "overlaps the id-mapped {} (/{}), which lxcri mounts after the \
+                     other mounts: an order it cannot keep",
+                    im.field, im.destination
+                ),
+            ));
+        }
+        if is_idmapped {
+            let is_bind = typ == "bind" || raw_options.iter().any(|o| o == "bind" || o == "rbind");
+            let what = if m.uid_mappings().is_some() {
+                format!("{field}.uidMappings")
+            } else if m.gid_mappings().is_some() {
+                format!("{field}.gidMappings")
+            } else {
+                idmap_option.clone().map(|(f, _)| f).unwrap_or_default()
+            };
+            if !is_bind {
+                return Err(SpecError::new(
+                    what,
+                    "id-mapped mounts are supported for bind mounts only (as in runc)",
+                ));
+            }
+            if dest.starts_with("dev/pts") {
+                return Err(SpecError::new(
+                    dest_field,
+                    "an id-mapped mount under /dev/pts would be hidden by liblxc's devpts",
+                ));
+            }
+            for (j, o) in raw_options.iter().enumerate() {
+                check_value(&format!("{field}.options[{j}]"), o)?;
+            }
+            let (uid_mappings, gid_mappings) = mount_mappings(
+                &field,
+                m,
+                idmap_option.as_ref().map(|(f, _)| f.as_str()),
+                container_maps,
+            )?;
+            let (attr_set, attr_clr) = idmapped_attrs(&field, &raw_options)?;
+            let source = m
+                .source()
+                .as_ref()
+                .map(|s| s.to_path_buf())
+                .unwrap_or_default();
+            let source = if source.is_absolute() {
+                source
+            } else {
+                bundle.join(source)
+            };
+            check_value(&format!("{field}.source"), &source.to_string_lossy())?;
+            let md = std::fs::metadata(&source).map_err(|e| {
+                SpecError::new(
+                    format!("{field}.source"),
+                    format!("bind source {}: {e}", source.display()),
+                )
+            })?;
+            if let Some(f) = propagation_flags(&raw_options) {
+                propagation.push((format!("/{dest_str}"), f));
+            }
+            if raw_options.iter().any(|o| o == "rro") {
+                recursive_readonly.push(format!("/{dest_str}"));
+            }
+            idmapped.push(IdmappedMount {
+                field: field.clone(),
+                source,
+                destination: dest_str,
+                is_dir: md.is_dir(),
+                recursive: raw_options.iter().any(|o| o == "rbind"),
+                recursive_idmap: idmap_option.is_some_and(|(_, r)| r),
+                attr_set,
+                attr_clr,
+                uid_mappings,
+                gid_mappings,
+            });
+            mounted.push(dest);
+            continue;
+        }
         if typ == "cgroup" || typ == "cgroup2" {
             if dest_str != "sys/fs/cgroup" {
                 return Err(SpecError::new(
@@ -434,6 +659,7 @@ pub fn translate(
     Ok(InitMounts {
         propagation,
         recursive_readonly,
+        idmapped,
     })
 }
 
@@ -493,7 +719,7 @@ mod tests {
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, &mut lxc).unwrap();
+        translate(&s, b.path(), &r, None, &mut lxc).unwrap();
         assert_eq!(
             lxc.render(),
             "\
@@ -518,7 +744,7 @@ lxc.pty.max = 1024
             {"destination": "/etc/x", "type": "none", "source": "file", "options": ["rbind", "rprivate"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, &mut lxc).unwrap();
+        translate(&s, b.path(), &r, None, &mut lxc).unwrap();
         let entries: Vec<&str> = lxc.get_all("lxc.mount.entry").collect();
         assert_eq!(lxc.get_all("lxc.pty.max").collect::<Vec<_>>(), vec!["0"]);
         let d = b.path().display();
@@ -541,7 +767,7 @@ lxc.pty.max = 1024
             {"destination": "/ro", "type": "bind", "source": "/tmp", "options": ["rbind", "rro", "nosuid"]}
         ]));
         let mut lxc = LxcConfig::new();
-        let m = translate(&s, b.path(), &r, &mut lxc).unwrap();
+        let m = translate(&s, b.path(), &r, None, &mut lxc).unwrap();
         assert_eq!(m.recursive_readonly, vec!["/ro".to_string()]);
         assert_eq!(
             lxc.render(),
@@ -568,7 +794,9 @@ lxc.pty.max = 1024
             {"destination": "/o", "type": "overlay", "source": "overlay", "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}
         ]));
         let mut lxc = LxcConfig::new();
-        let prop = translate(&s, b.path(), &r, &mut lxc).unwrap().propagation;
+        let prop = translate(&s, b.path(), &r, None, &mut lxc)
+            .unwrap()
+            .propagation;
         assert_eq!(
             prop,
             vec![
@@ -614,7 +842,7 @@ lxc.pty.max = 0
             {"destination": "/run/link/y", "type": "tmpfs"}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, &mut lxc).unwrap();
+        translate(&s, b.path(), &r, None, &mut lxc).unwrap();
         let dests: Vec<String> = lxc
             .get_all("lxc.mount.entry")
             .map(|e| e.split(' ').nth(1).unwrap().to_string())
@@ -624,12 +852,174 @@ lxc.pty.max = 0
             ["real/dir", "real/x", "etc/passwd", "run", "run/link/y"]
         );
         let s = spec(serde_json::json!([{"destination": "/loop1/x", "type": "tmpfs"}]));
-        let e = translate(&s, b.path(), &r, &mut LxcConfig::new()).unwrap_err();
+        let e = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
         assert_eq!(e.field, "mounts[0].destination");
         link("/", "toroot");
         let s = spec(serde_json::json!([{"destination": "/toroot", "type": "tmpfs"}]));
-        let e = translate(&s, b.path(), &r, &mut LxcConfig::new()).unwrap_err();
+        let e = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
         assert_eq!(e.field, "mounts[0].destination");
+    }
+
+    fn map(container: u32, host: u32, size: u32) -> IdMap {
+        IdMap {
+            container,
+            host,
+            size,
+        }
+    }
+
+    /// Id-mapped binds get no lxc.mount.entry: they are listed, in spec order,
+    /// with their flags as MOUNT_ATTR_*, for the runtime and lxcri-hook; the
+    /// other mounts keep theirs.
+    #[test]
+    fn golden_idmapped_mounts() {
+        let (b, r) = bundle();
+        std::fs::create_dir(b.path().join("data")).unwrap();
+        std::fs::write(b.path().join("file"), "x").unwrap();
+        let s = spec(serde_json::json!([
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/t/data", "type": "bind", "source": "data",
+             "options": ["rbind", "ro", "nosuid", "nodev", "noexec", "ridmap", "rshared"],
+             "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+             "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}, {"containerID": 5, "hostID": 2000, "size": 3}]},
+            {"destination": "/f", "type": "none", "source": "file", "options": ["bind", "idmap", "noatime", "rw"]},
+            {"destination": "/other", "type": "tmpfs", "source": "tmpfs"}
+        ]));
+        let container = (vec![map(0, 100000, 65536)], vec![map(0, 200000, 65536)]);
+        let mut lxc = LxcConfig::new();
+        let m = translate(&s, b.path(), &r, Some(&container), &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            "\
+lxc.mount.entry = tmpfs t tmpfs create=dir 0 0
+lxc.mount.entry = tmpfs other tmpfs create=dir 0 0
+lxc.pty.max = 0
+"
+        );
+        assert_eq!(
+            m.propagation,
+            vec![("/t/data".to_string(), libc::MS_SHARED | libc::MS_REC)]
+        );
+        assert_eq!(
+            m.idmapped,
+            vec![
+                IdmappedMount {
+                    field: "mounts[1]".into(),
+                    source: b.path().join("data"),
+                    destination: "t/data".into(),
+                    is_dir: true,
+                    recursive: true,
+                    recursive_idmap: true,
+                    attr_set: MOUNT_ATTR_RDONLY
+                        | MOUNT_ATTR_NOSUID
+                        | MOUNT_ATTR_NODEV
+                        | MOUNT_ATTR_NOEXEC,
+                    attr_clr: 0,
+                    uid_mappings: vec![map(0, 1000, 1)],
+                    gid_mappings: vec![map(0, 1000, 1), map(5, 2000, 3)],
+                },
+                // `idmap` alone: the container's mappings.
+                IdmappedMount {
+                    field: "mounts[2]".into(),
+                    source: b.path().join("file"),
+                    destination: "f".into(),
+                    is_dir: false,
+                    recursive: false,
+                    recursive_idmap: false,
+                    attr_set: MOUNT_ATTR_NOATIME,
+                    attr_clr: MOUNT_ATTR_ATIME | MOUNT_ATTR_RDONLY,
+                    uid_mappings: vec![map(0, 100000, 65536)],
+                    gid_mappings: vec![map(0, 200000, 65536)],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_idmapped_mounts_name_the_field() {
+        let (b, r) = bundle();
+        let maps = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        let cases = [
+            // Not a bind mount.
+            (
+                serde_json::json!([{"destination": "/a", "type": "tmpfs", "uidMappings": maps, "gidMappings": maps}]),
+                "mounts[0].uidMappings",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "tmpfs", "options": ["nosuid", "ridmap"]}]),
+                "mounts[0].options[1]",
+            ),
+            // Both mappings or none.
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "gidMappings": maps}]),
+                "mounts[0].uidMappings",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps}]),
+                "mounts[0].gidMappings",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps,
+                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 0}]}]),
+                "mounts[0].gidMappings[0].size",
+            ),
+            // idmap without mappings and without a container user namespace.
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}]),
+                "mounts[0].options[1]",
+            ),
+            // Filesystem data on a bind.
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/tmp", "options": ["bind", "size=1m"],
+                    "uidMappings": maps, "gidMappings": maps}]),
+                "mounts[0].options[1]",
+            ),
+            (
+                serde_json::json!([{"destination": "/a", "type": "bind", "source": "/nonexistent-x",
+                    "uidMappings": maps, "gidMappings": maps}]),
+                "mounts[0].source",
+            ),
+            // An order lxcri cannot keep: later mounts at, below or above it.
+            (
+                serde_json::json!([
+                    {"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+                    {"destination": "/a/b", "type": "tmpfs"}]),
+                "mounts[1].destination",
+            ),
+            (
+                serde_json::json!([
+                    {"destination": "/a/b", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+                    {"destination": "/a", "type": "tmpfs"}]),
+                "mounts[1].destination",
+            ),
+            (
+                serde_json::json!([
+                    {"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+                    {"destination": "/a", "type": "bind", "source": "/tmp"}]),
+                "mounts[1].destination",
+            ),
+            (
+                serde_json::json!([{"destination": "/dev/pts/x", "type": "bind", "source": "/tmp",
+                    "uidMappings": maps, "gidMappings": maps}]),
+                "mounts[0].destination",
+            ),
+        ];
+        for (m, field) in cases {
+            let e = translate(&spec(m), b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        // Earlier mounts around it are fine (liblxc mounts them first), and so
+        // are later id-mapped ones (attached in spec order after it).
+        let s = spec(serde_json::json!([
+            {"destination": "/a", "type": "tmpfs"},
+            {"destination": "/a/b", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+            {"destination": "/a/b/c", "type": "bind", "source": "/tmp", "options": ["rbind", "ridmap"], "uidMappings": maps, "gidMappings": maps},
+            {"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+            {"destination": "/c", "type": "tmpfs"}
+        ]));
+        let m = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap();
+        let dests: Vec<&str> = m.idmapped.iter().map(|m| m.destination.as_str()).collect();
+        assert_eq!(dests, ["a/b", "a/b/c", "a"]);
     }
 
     #[test]
@@ -688,7 +1078,7 @@ lxc.pty.max = 0
             ),
         ];
         for (m, field) in cases {
-            let e = translate(&spec(m), b.path(), &r, &mut LxcConfig::new()).unwrap_err();
+            let e = translate(&spec(m), b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
     }
