@@ -33,7 +33,7 @@ done
 
 units=$root/etc/systemd/system
 mkdir -p "$units" "$root/etc/lxcri-vm"
-cp "$xfer/guest-run.sh" "$root/etc/lxcri-vm/guest-run.sh"
+cp "$xfer/guest-run.sh" "$xfer/apparmor-load.sh" "$root/etc/lxcri-vm/"
 
 # The boot target: sysinit (journald, udev, tmpfiles, apparmor ...) and the
 # sockets (dbus), not the host's multi-user services nor its timers.
@@ -62,9 +62,28 @@ TasksMax=infinity
 StandardOutput=journal+console
 StandardError=journal+console
 UNIT
+# AppArmor stays on as on a Debian host, with the host's profiles; loading
+# them from the compiled cache directly is much faster than Debian's script.
+mkdir -p "$units/apparmor.service.d"
+cat >"$units/apparmor.service.d/lxcri-vm.conf" <<'UNIT'
+[Service]
+ExecStart=
+ExecStart=/bin/sh /etc/lxcri-vm/apparmor-load.sh
+UNIT
+
 # Host services that would fail or wander off in the VM (no network).
+# Under qemu's emulator (TCG) every unit costs seconds: the ones a container
+# host does not need go too (udev: the guest has no hotplug; sysusers and
+# remount-fs: the host's users and root are there already).
 for u in systemd-timesyncd.service systemd-networkd-wait-online.service \
-	podman.socket uuidd.socket e2scrub_reap.service modprobe@drm.service \
-	systemd-pstore.service; do
+	podman.socket uuidd.socket e2scrub_reap.service systemd-pstore.service \
+	modprobe@drm.service modprobe@loop.service modprobe@dm_mod.service \
+	modprobe@efi_pstore.service systemd-udevd.service systemd-udev-trigger.service \
+	systemd-udevd-control.socket systemd-udevd-kernel.socket systemd-udev-settle.service \
+	systemd-sysusers.service systemd-remount-fs.service systemd-binfmt.service \
+	proc-sys-fs-binfmt_misc.automount systemd-firstboot.service \
+	systemd-machine-id-commit.service systemd-random-seed.service \
+	systemd-update-utmp.service systemd-repart.service systemd-pcrphase-sysinit.service \
+	systemd-pcrphase.service cryptsetup.target veritysetup.target integritysetup.target; do
 	ln -sf /dev/null "$units/$u"
 done
