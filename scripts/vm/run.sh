@@ -110,6 +110,8 @@ cp "$here/setup-root.sh" "$here/guest-run.sh" "$here/apparmor-load.sh" "$run/"
 	printf '\n'
 } >"$run/cmd.sh"
 
+# A scratch disk (the guest's vda): a block device for io.max/io.weight tests.
+truncate -s 64M "$run/scratch.img"
 mkfifo "$run/stdout" "$run/stderr"
 cat "$run/stdout" &
 tails+=($!)
@@ -139,6 +141,7 @@ setpriv --pdeathsig KILL -- timeout --kill-after=10 "$timeout_s" \
 	-device virtio-serial-pci,id=vser \
 	-chardev "file,id=out,path=$run/stdout" -device virtserialport,bus=vser.0,nr=1,chardev=out,name=lxcri.stdout \
 	-chardev "file,id=err,path=$run/stderr" -device virtserialport,bus=vser.0,nr=2,chardev=err,name=lxcri.stderr \
+	-drive "file=$run/scratch.img,if=virtio,format=raw,cache=unsafe" \
 	-device virtio-rng-pci \
 	-nic none </dev/null &
 qpid=$!
