@@ -19,7 +19,8 @@ matrix_v2!(
     hugetlb,
     unified,
     devices,
-    live_update
+    live_update,
+    apparmor_label,
 );
 
 /// Fails unless /sys/fs/cgroup is cgroup2 with no v1 hierarchy mounted and
@@ -208,6 +209,28 @@ fn devices(h: &mut Harness) -> Result<()> {
         out.stdout == "null-ok\nmknod-ok\nmem-denied\n",
         "devices: {out}"
     );
+    Ok(())
+}
+
+/// The guest's kernel has AppArmor on (as Debian's does). A spec without
+/// `process.apparmorProfile` runs unconfined under runc; liblxc, given no
+/// `lxc.apparmor.profile`, applies its default profile
+/// (lxc-container-default-cgns, loaded from the host's /etc/apparmor.d):
+/// lxcri containers are confined where runc's are not. This pins what each
+/// runtime does today.
+fn apparmor_label(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .context("AppArmor module parameters")?;
+    ensure!(enabled.trim() == "Y", "AppArmor is not enabled in the VM");
+    let id = h.id("v2aa");
+    let spec = default_spec(h, &id, &["/bin/cat", "/proc/self/attr/current"])?;
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    let want = match h.runtime {
+        Runtime::Runc => "unconfined\n",
+        Runtime::Lxcri => "lxc-container-default-cgns (enforce)\n",
+    };
+    ensure!(out.stdout == want, "AppArmor label: {out}, want {want:?}");
     Ok(())
 }
 
