@@ -319,52 +319,6 @@ fn oom_event(h: &mut Harness) -> Result<()> {
     Ok(())
 }
 
-/// `ctr task update` of a running container: memory.max and cpu.max change
-/// (containerd 1.6's ctr: 2.x's has no `task update`).
-fn live_update(h: &mut Harness) -> Result<()> {
-    v2_systemd_host()?;
-    let id = run_detached(
-        h,
-        "v2upd",
-        &["--memory-limit", "67108864"],
-        &["/bin/sleep", "1000"],
-    )?;
-    let result = (|| {
-        wait_status(h, &id, "RUNNING")?;
-        ensure!(
-            read(&id, "memory.max")? == "67108864",
-            "memory.max at start"
-        );
-        let res = h.ctd.dir().join(format!("{id}-resources.json"));
-        std::fs::write(
-            &res,
-            json!({"memory": {"limit": 134217728},
-                   "cpu": {"quota": 20000, "period": 100000},
-                   "pids": {"limit": 33}})
-            .to_string(),
-        )?;
-        h.ctr_ok(&[
-            "task",
-            "update",
-            "--resources",
-            &res.display().to_string(),
-            &id,
-        ])?;
-        let got = [
-            read(&id, "memory.max")?,
-            read(&id, "cpu.max")?,
-            read(&id, "pids.max")?,
-        ];
-        ensure!(
-            got == ["134217728", "20000 100000", "33"],
-            "after update: {got:?}"
-        );
-        Ok(())
-    })();
-    let cleanup = remove(h, &id);
-    result.and(cleanup)
-}
-
 /// The harness's leak check sees a container's cgroup left in the unified
 /// tree (and removes it).
 #[test]
@@ -388,14 +342,4 @@ fn leak_check_reports_v2_cgroup_lxcri_containerd_2() {
         Ok(())
     };
     run().unwrap_or_else(|e| panic!("{e:#}"));
-}
-
-#[test]
-fn live_update_lxcri_containerd_1_6() {
-    lxcri_integration::run_scenario(Version::V1_6, Runtime::Lxcri, live_update);
-}
-
-#[test]
-fn live_update_runc_containerd_1_6() {
-    lxcri_integration::run_scenario(Version::V1_6, Runtime::Runc, live_update);
 }
