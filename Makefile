@@ -10,11 +10,11 @@ STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_INIT := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-init
 STATIC_TESTIMG := $(TARGET_DIR)/$(STATIC_TARGET)/release/lxcri-testimg
 
-.PHONY: all install deps containerd2 cri-tools nerdctl build install-bin test lint unit e2e e2e-systemd critest bench check-root
+.PHONY: all install deps containerd2 cri-tools nerdctl vm build install-bin test lint unit e2e e2e-vm critest bench check-root
 
 all: build
 
-install: check-root deps containerd2 cri-tools nerdctl install-bin
+install: check-root deps containerd2 cri-tools nerdctl vm install-bin
 
 deps: check-root
 	bash scripts/install-deps.sh
@@ -29,6 +29,10 @@ cri-tools:
 # nerdctl for the nerdctl end-to-end tests (against containerd 2.x).
 nerdctl:
 	bash scripts/build-nerdctl.sh
+
+# The cgroup v2 + systemd VM's initramfs (scripts/vm, cached per kernel).
+vm:
+	bash scripts/vm/build-initrd.sh
 
 build:
 	$(CARGO) build --release --workspace
@@ -50,7 +54,8 @@ install-bin: check-root build
 # summary; both always run, and either failing fails `make test`.
 test: check-root lint unit install-bin
 	@status=0; $(MAKE) --no-print-directory critest || status=1; \
-		$(MAKE) --no-print-directory e2e || status=1; exit $$status
+		$(MAKE) --no-print-directory e2e || status=1; \
+		$(MAKE) --no-print-directory e2e-vm || status=1; exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -65,15 +70,27 @@ unit:
 # -- --test-threads=1 lxcri_containerd_2`. Last in `make test`, so that the run
 # ends on the e2e suite's own summary line.
 e2e: check-root
-	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1
+	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1 --skip v2host::
 
-# The systemd cgroup driver's end-to-end tests (integration/tests/systemd_vm.rs),
-# in the cgroup v2 + systemd VM of scripts/vm (run inside the e2e lock, after
-# install-bin; LXCRI_VM_ACCEL=tcg on a host without hardware KVM).
-e2e-systemd: check-root
-	exe=$$($(CARGO) test -p lxcri-integration --test systemd_vm --no-run 2>&1 | \
-		sed -n 's/.*Executable .*(\(.*\))$$/\1/p'); \
-	test -n "$$exe" && cd integration && ../scripts/vm/run.sh --timeout 2400 -- "$$exe" --test-threads=1 $(FILTER)
+# The end-to-end tests for a pure cgroup v2 host with systemd as PID 1, in one
+# boot of the VM of scripts/vm/run.sh (docs/vm.md): the e2e scenarios of
+# integration/tests/e2e/v2host.rs plus host-agnostic ones in VM_E2E_EXTRA, then
+# the systemd cgroup driver's tests (integration/tests/systemd_vm.rs). The test
+# binaries built here run there, against the installed binaries (install-bin
+# first). Accelerator: KVM, or qemu's emulator where /dev/kvm cannot run
+# Debian's kernel (PVM); LXCRI_VM_ACCEL overrides.
+VM_E2E_EXTRA ?= lifecycle::echo_hello:: exec::exec_cwd_and_env::
+VM_TIMEOUT ?= 7200
+e2e-vm: check-root
+	@e2e=$$($(CARGO) test -p lxcri-integration --test e2e --no-run --message-format=json \
+		| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1); \
+	sd=$$($(CARGO) test -p lxcri-integration --test systemd_vm --no-run --message-format=json \
+		| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1); \
+	test -x "$$e2e" && test -x "$$sd" || { echo "e2e-vm: test binaries missing" >&2; exit 1; }; \
+	cd integration && ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
+		'"$$0" --test-threads=1 v2host:: $(VM_E2E_EXTRA); a=$$?; "$$1" --test-threads=1; b=$$?; \
+		 echo "e2e-vm: v2host+extra exit $$a, systemd_vm exit $$b"; [ $$a -eq 0 ] && [ $$b -eq 0 ]' \
+		"$$e2e" "$$sd"
 
 # critest (cri-tools' CRI validation suite) against containerd 2.x's CRI plugin,
 # handler runc then handler lxcri, each on a fresh pod-network daemon with a

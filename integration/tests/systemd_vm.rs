@@ -1,5 +1,5 @@
 //! The systemd cgroup driver, end to end. These tests need systemd as PID 1 on
-//! a pure cgroup v2 host: they run in the VM of scripts/vm (`make e2e-systemd`,
+//! a pure cgroup v2 host: they run in the VM of scripts/vm (`make e2e-vm`,
 //! see docs/architecture.md), never on the build host, whose PID 1 is not
 //! systemd (there they fail at once, saying so).
 //!
@@ -27,7 +27,7 @@ fn check(r: Result<()>) {
 fn need_systemd_v2() -> Result<()> {
     ensure!(
         Path::new("/run/systemd/system").is_dir(),
-        "these tests need systemd as PID 1 (run them in the VM: make e2e-systemd)"
+        "these tests need systemd as PID 1 (run them in the VM: make e2e-vm)"
     );
     ensure!(
         Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),

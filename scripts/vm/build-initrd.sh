@@ -35,9 +35,9 @@ install -m 0755 "$here/init" "$work/init"
 
 # The modules (and their dependencies, in load order) that are not built into
 # Debian's kernel: virtio PCI transport, 9p over virtio, overlayfs, virtio
-# serial ports (the command's stdout/stderr).
+# serial ports (the command's stdout/stderr), virtio disks (the scratch disk).
 : >"$work/modules/order"
-for m in virtio_pci 9pnet_virtio 9p overlay virtio_console; do
+for m in virtio_pci 9pnet_virtio 9p overlay virtio_console virtio_blk; do
 	modprobe -S "$kver" --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
 done | awk '!seen[$0]++' | while read -r ko; do
 	case "$ko" in

@@ -41,6 +41,7 @@ mod spec_process;
 mod spec_resources;
 mod terminal;
 mod util;
+mod v2host;
 
 /// Generates one test per (runtime, containerd version) for each scenario
 /// function `fn(&mut Harness) -> anyhow::Result<()>`.

@@ -1,0 +1,345 @@
+//! A pure cgroup v2 host with systemd as PID 1: the VM of scripts/vm
+//! (`make e2e-vm`; `make e2e` skips this module). Every scenario first
+//! asserts it runs on such a host and fails otherwise. The container's cgroup
+//! is read on the host side (/sys/fs/cgroup/default/<id>, the cgroupsPath
+//! containerd gives), with runc as the reference where it honours the field.
+
+use crate::util::{default_spec, remove, run_detached, run_spec, run_spec_detached, wait_status};
+use crate::{matrix, matrix_v2};
+use anyhow::{ensure, Context, Result};
+use lxcri_integration::{Harness, Runtime, Version};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+matrix!(memory_limits, pause_and_resume, metrics, oom_event);
+matrix_v2!(
+    cpu_weight_and_max,
+    cpuset_and_pids,
+    io_weight_and_max,
+    hugetlb,
+    unified,
+    devices,
+    apparmor_label,
+);
+
+/// Fails unless /sys/fs/cgroup is cgroup2 with no v1 hierarchy mounted and
+/// PID 1 is systemd.
+fn v2_systemd_host() -> Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let (mut unified_root, mut v1) = (false, Vec::new());
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let target = pre.split(' ').nth(4).unwrap_or_default();
+        match post.split(' ').next() {
+            Some("cgroup2") if target == "/sys/fs/cgroup" => unified_root = true,
+            Some("cgroup") => v1.push(target.to_string()),
+            _ => {}
+        }
+    }
+    ensure!(
+        unified_root && v1.is_empty(),
+        "not a pure cgroup v2 host (cgroup2 at /sys/fs/cgroup: {unified_root}, v1 hierarchies: \
+         {v1:?}): the v2host tests run in the VM, `make e2e-vm`"
+    );
+    let comm = std::fs::read_to_string("/proc/1/comm")?;
+    ensure!(
+        comm.trim() == "systemd",
+        "PID 1 is {:?}, not systemd: the v2host tests run in the VM, `make e2e-vm`",
+        comm.trim()
+    );
+    Ok(())
+}
+
+/// The container's cgroup dir in the unified hierarchy.
+fn cgroup_dir(id: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup/default").join(id)
+}
+
+fn read(id: &str, file: &str) -> Result<String> {
+    let p = cgroup_dir(id).join(file);
+    Ok(std::fs::read_to_string(&p)
+        .with_context(|| p.display().to_string())?
+        .trim()
+        .to_string())
+}
+
+/// Runs `spec` (after `edit`) detached with a sleeping init, checks the
+/// cgroup files `want` (file, content) on the host, removes the container.
+fn check_files(
+    h: &mut Harness,
+    name: &str,
+    edit: impl FnOnce(&mut Value),
+    want: &[(&str, &str)],
+) -> Result<()> {
+    v2_systemd_host()?;
+    let id = h.id(name);
+    let mut spec = default_spec(h, &id, &["/bin/sleep", "1000"])?;
+    edit(&mut spec);
+    run_spec_detached(h, &id, &spec)?;
+    let result = (|| {
+        wait_status(h, &id, "RUNNING")?;
+        let mut got = Vec::new();
+        for (file, _) in want {
+            got.push(read(&id, file)?);
+        }
+        let want: Vec<&str> = want.iter().map(|(_, v)| *v).collect();
+        ensure!(got == want, "cgroup files: got {got:?}, want {want:?}");
+        Ok(())
+    })();
+    let cleanup = remove(h, &id);
+    result.and(cleanup)
+}
+
+/// limit -> memory.max, swap (memory+swap) -> memory.swap.max (swap alone,
+/// runc's conversion), reservation -> memory.low.
+fn memory_limits(h: &mut Harness) -> Result<()> {
+    check_files(
+        h,
+        "v2mem",
+        |s| {
+            s["linux"]["resources"]["memory"] =
+                json!({"limit": 67108864, "swap": 134217728, "reservation": 33554432});
+        },
+        &[
+            ("memory.max", "67108864"),
+            ("memory.swap.max", "67108864"),
+            ("memory.low", "33554432"),
+        ],
+    )
+}
+
+/// shares 256 -> cpu.weight 10 (runc: 1 + (shares-2)*9999/262142), quota and
+/// period -> cpu.max.
+fn cpu_weight_and_max(h: &mut Harness) -> Result<()> {
+    check_files(
+        h,
+        "v2cpu",
+        |s| {
+            s["linux"]["resources"]["cpu"] =
+                json!({"shares": 256, "quota": 30000, "period": 60000});
+        },
+        &[("cpu.weight", "10"), ("cpu.max", "30000 60000")],
+    )
+}
+
+fn cpuset_and_pids(h: &mut Harness) -> Result<()> {
+    check_files(
+        h,
+        "v2set",
+        |s| {
+            s["linux"]["resources"]["cpu"] = json!({"cpus": "1", "mems": "0"});
+            s["linux"]["resources"]["pids"] = json!({"limit": 42});
+        },
+        &[
+            ("cpuset.cpus", "1"),
+            ("cpuset.mems", "0"),
+            ("cpuset.cpus.effective", "1"),
+            ("pids.max", "42"),
+        ],
+    )
+}
+
+/// The VM's scratch disk (run.sh gives the guest a virtio disk, vda).
+fn vda() -> Result<(i64, i64)> {
+    let dev = std::fs::read_to_string("/sys/block/vda/dev")
+        .context("no /sys/block/vda: the VM of scripts/vm/run.sh has a scratch disk")?;
+    let (major, minor) = dev.trim().split_once(':').context("dev")?;
+    Ok((major.parse()?, minor.parse()?))
+}
+
+/// weight 500 -> io.weight "default 4950" (runc's conversion without BFQ),
+/// throttles -> one io.max line for the device.
+fn io_weight_and_max(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let (major, minor) = vda()?;
+    let line = format!("{major}:{minor} rbps=1048576 wbps=max riops=max wiops=150");
+    check_files(
+        h,
+        "v2io",
+        |s| {
+            s["linux"]["resources"]["blockIO"] = json!({
+                "weight": 500,
+                "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 150}]
+            });
+        },
+        &[("io.weight", "default 4950"), ("io.max", &line)],
+    )
+}
+
+fn hugetlb(h: &mut Harness) -> Result<()> {
+    check_files(
+        h,
+        "v2huge",
+        |s| {
+            s["linux"]["resources"]["hugepageLimits"] =
+                json!([{"pageSize": "2MB", "limit": 4194304}]);
+        },
+        &[("hugetlb.2MB.max", "4194304")],
+    )
+}
+
+/// `unified` keys are written as given.
+fn unified(h: &mut Harness) -> Result<()> {
+    check_files(
+        h,
+        "v2uni",
+        |s| {
+            s["linux"]["resources"]["unified"] =
+                json!({"memory.high": "50331648", "pids.max": "17"});
+        },
+        &[("memory.high", "50331648"), ("pids.max", "17")],
+    )
+}
+
+/// liblxc's eBPF device program (runc's too): /dev/null works; mknod of any
+/// device is allowed, opening one outside the allowed list is not.
+fn devices(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let id = h.id("v2dev");
+    let script = "echo x >/dev/null && echo null-ok; \
+                  mknod /dev/lxmem c 1 1 && echo mknod-ok; \
+                  head -c1 /dev/lxmem >/dev/null 2>&1 && echo mem-read || echo mem-denied";
+    let spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    ensure!(
+        out.stdout == "null-ok\nmknod-ok\nmem-denied\n",
+        "devices: {out}"
+    );
+    Ok(())
+}
+
+/// The guest's kernel has AppArmor on (as Debian's does) with the host's
+/// profiles loaded (liblxc's lxc-container-default-cgns among them). A spec
+/// without `process.apparmorProfile` runs unconfined, under runc and lxcri
+/// alike (liblxc applies no default profile to lxcri's containers).
+fn apparmor_label(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .context("AppArmor module parameters")?;
+    ensure!(enabled.trim() == "Y", "AppArmor is not enabled in the VM");
+    let id = h.id("v2aa");
+    let spec = default_spec(h, &id, &["/bin/cat", "/proc/self/attr/current"])?;
+    let out = run_spec(h, &id, &spec)?.ok()?;
+    ensure!(out.stdout == "unconfined\n", "AppArmor label: {out}");
+    Ok(())
+}
+
+/// `ctr task pause` sets cgroup.freeze (cgroup.events says frozen), resume
+/// clears it.
+fn pause_and_resume(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let id = run_detached(
+        h,
+        "v2frz",
+        &[],
+        &["/bin/sh", "-c", "while :; do sleep 0.2; done"],
+    )?;
+    let result = (|| {
+        wait_status(h, &id, "RUNNING")?;
+        h.ctr_ok(&["task", "pause", &id])?;
+        wait_status(h, &id, "PAUSED")?;
+        ensure!(
+            read(&id, "cgroup.freeze")? == "1",
+            "cgroup.freeze after pause"
+        );
+        let events = read(&id, "cgroup.events")?;
+        ensure!(events.lines().any(|l| l == "frozen 1"), "{events}");
+        h.ctr_ok(&["task", "resume", &id])?;
+        wait_status(h, &id, "RUNNING")?;
+        ensure!(
+            read(&id, "cgroup.freeze")? == "0",
+            "cgroup.freeze after resume"
+        );
+        let events = read(&id, "cgroup.events")?;
+        ensure!(events.lines().any(|l| l == "frozen 0"), "{events}");
+        Ok(())
+    })();
+    let cleanup = remove(h, &id);
+    result.and(cleanup)
+}
+
+fn metric(table: &str, name: &str) -> Result<u64> {
+    table
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(name)).then(|| f.next().and_then(|v| v.parse().ok()))?
+        })
+        .with_context(|| format!("metric {name} missing in:\n{table}"))
+}
+
+/// `ctr task metrics` prints v2 Metrics: cpu, memory (and its limit), pids.
+fn metrics(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let id = run_detached(
+        h,
+        "v2met",
+        &["--memory-limit", "67108864"],
+        &["/bin/sh", "-c", "while :; do sleep 0.2; done"],
+    )?;
+    let result = (|| {
+        wait_status(h, &id, "RUNNING")?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out = h.ctr_ok(&["task", "metrics", &id])?;
+        let t = &out.stdout;
+        ensure!(metric(t, "cpu.usage_usec")? > 0, "cpu.usage_usec 0:\n{t}");
+        ensure!(metric(t, "memory.usage")? > 0, "memory.usage 0:\n{t}");
+        ensure!(
+            metric(t, "memory.usage_limit")? == 67108864,
+            "memory.usage_limit:\n{t}"
+        );
+        ensure!(metric(t, "pids.current")? >= 1, "pids.current:\n{t}");
+        Ok(())
+    })();
+    let cleanup = remove(h, &id);
+    result.and(cleanup)
+}
+
+/// Over its memory.max: /tasks/oom (memory.events oom_kill), then exit 137.
+fn oom_event(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
+    let (run, text) = crate::util::with_events(h, |h| {
+        h.run_rootfs(
+            "v2oom",
+            &["--memory-limit", "16777216"],
+            &["/bin/sh", "-c", hog],
+        )
+    })?;
+    let run = run?;
+    ensure!(run.code == 137, "want 137 from the OOM kill: {run}");
+    ensure!(
+        text.lines()
+            .any(|l| l.contains("lxe2e-v2oom") && l.contains("/tasks/oom")),
+        "no /tasks/oom event:\n{text}"
+    );
+    Ok(())
+}
+
+/// The harness's leak check sees a container's cgroup left in the unified
+/// tree (and removes it).
+#[test]
+fn leak_check_reports_v2_cgroup_lxcri_containerd_2() {
+    let run = || -> Result<()> {
+        v2_systemd_host()?;
+        let mut h = Harness::start_with(Version::V2, Runtime::Lxcri, "")?;
+        let id = run_detached(&mut h, "v2leak", &[], &["/bin/sleep", "1000"])?;
+        wait_status(&h, &id, "RUNNING")?;
+        let Err(err) = h.finish() else {
+            anyhow::bail!("finish() passed with a running container left");
+        };
+        let report = format!("{err:#}");
+        let want = format!("cgroup: {}", cgroup_dir(&id).display());
+        ensure!(report.contains(&want), "report lacks {want:?}:\n{report}");
+        ensure!(
+            !cgroup_dir(&id).exists(),
+            "the leak check left {}",
+            cgroup_dir(&id).display()
+        );
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}
