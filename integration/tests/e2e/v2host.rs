@@ -20,6 +20,7 @@ matrix_v2!(
     unified,
     devices,
     apparmor_label,
+    apparmor_profile,
 );
 
 /// Fails unless /sys/fs/cgroup is cgroup2 with no v1 hierarchy mounted and
@@ -225,6 +226,61 @@ fn apparmor_label(h: &mut Harness) -> Result<()> {
     let out = run_spec(h, &id, &spec)?.ok()?;
     ensure!(out.stdout == "unconfined\n", "AppArmor label: {out}");
     Ok(())
+}
+
+/// `process.apparmorProfile`: the container's process runs confined by the
+/// profile (loaded for the test with apparmor_parser): its label says so and
+/// a write the profile denies fails while others work. A profile that is not
+/// loaded fails the start. Same as runc.
+fn apparmor_profile(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let dir = tempfile::tempdir()?;
+    let profile = dir.path().join("lxcri-e2e-test");
+    std::fs::write(
+        &profile,
+        "profile lxcri-e2e-test flags=(attach_disconnected,mediate_deleted) {\n\
+         file,\n capability,\n network,\n signal,\n ptrace,\n unix,\n\
+         mount,\n umount,\n pivot_root,\n deny /tmp/aa-denied w,\n}\n",
+    )?;
+    let load = std::process::Command::new("apparmor_parser")
+        .arg("-r")
+        .arg(&profile)
+        .output()
+        .context("apparmor_parser")?;
+    ensure!(load.status.success(), "load the test profile: {load:?}");
+    let result = (|| {
+        let id = h.id("v2aaprof");
+        let script = "cat /proc/self/attr/current; \
+            (echo x > /tmp/aa-denied) 2>/dev/null && echo written || echo denied; \
+            echo x > /tmp/aa-allowed && echo written";
+        let mut spec = default_spec(h, &id, &["/bin/sh", "-c", script])?;
+        spec["process"]["apparmorProfile"] = serde_json::json!("lxcri-e2e-test");
+        let out = run_spec(h, &id, &spec)?.ok()?;
+        ensure!(
+            out.stdout == "lxcri-e2e-test (enforce)\ndenied\nwritten\n",
+            "confined process: {out}"
+        );
+        let id = h.id("v2aamissing");
+        let mut spec = default_spec(h, &id, &["/bin/true"])?;
+        spec["process"]["apparmorProfile"] = serde_json::json!("lxcri-no-such-profile");
+        let out = run_spec(h, &id, &spec)?;
+        ensure!(
+            out.code != 0,
+            "a profile that is not loaded was accepted: {out}"
+        );
+        if h.runtime.name().contains("lxcri") {
+            ensure!(
+                format!("{}{}", out.stdout, out.stderr).contains("lxcri-no-such-profile"),
+                "error names the profile: {out}"
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::process::Command::new("apparmor_parser")
+        .arg("-R")
+        .arg(&profile)
+        .output();
+    result
 }
 
 /// `ctr task pause` sets cgroup.freeze (cgroup.events says frozen), resume
