@@ -571,7 +571,7 @@ fn list_features_spec() {
             "{f}"
         );
         ensure!(f["linux"]["seccomp"]["enabled"] == true, "{f}");
-        ensure!(f["linux"]["apparmor"]["enabled"] == false, "{f}");
+        ensure!(f["linux"]["apparmor"]["enabled"] == true, "{f}");
         ensure!(f["hooks"].as_array().is_some_and(|h| h.len() == 6), "{f}");
         ensure!(f["linux"]["cgroup"]["v1"] == true, "{f}");
 
