@@ -73,7 +73,8 @@ fn relative_cgroups_path(h: &mut Harness) -> Result<()> {
         let base = mount.join(path.trim_start_matches('/'));
         dirs.push(base.join(&rel));
         if h.runtime == Runtime::Lxcri {
-            dirs.push(base.join("lxcri.monitor"));
+            // This container's monitor dir (lxcri.monitor itself is shared).
+            dirs.push(base.join("lxcri.monitor").join(&rel));
         }
     }
     let left: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
