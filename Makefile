@@ -83,8 +83,10 @@ VM_E2E_EXTRA ?= lifecycle::echo_hello:: exec::exec_cwd_and_env::
 VM_TIMEOUT ?= 7200
 e2e-vm: check-root
 	@e2e=$$($(CARGO) test -p lxcri-integration --test e2e --no-run --message-format=json \
+		| grep '"kind":\["test"\],[^}]*"name":"e2e"' \
 		| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1); \
 	sd=$$($(CARGO) test -p lxcri-integration --test systemd_vm --no-run --message-format=json \
+		| grep '"kind":\["test"\],[^}]*"name":"systemd_vm"' \
 		| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1); \
 	test -x "$$e2e" && test -x "$$sd" || { echo "e2e-vm: test binaries missing" >&2; exit 1; }; \
 	cd integration && ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
