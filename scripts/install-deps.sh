@@ -50,6 +50,8 @@ packages=(
 	linux-image-amd64
 	cpio
 	kmod
+	# apparmor_parser and the profiles the VM loads (v2host::apparmor_*)
+	apparmor
 )
 
 export DEBIAN_FRONTEND=noninteractive
