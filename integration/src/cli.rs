@@ -49,6 +49,8 @@ pub struct CliEnv {
     pub root: PathBuf,
     snapshot: Snapshot,
     ids: Vec<String>,
+    /// `finish` ran (it checks for leaks and cleans up itself).
+    finished: bool,
 }
 
 impl CliEnv {
@@ -65,6 +67,7 @@ impl CliEnv {
             dir,
             root,
             ids: Vec::new(),
+            finished: false,
         })
     }
 
@@ -134,7 +137,8 @@ impl CliEnv {
 
     /// Every container deleted; nothing left (processes, cgroups, mounts, the
     /// runtime root holds nothing).
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
+        self.finished = true;
         let r = self
             .snapshot
             .check_host(&self.ids, std::slice::from_ref(&self.root));
@@ -145,6 +149,20 @@ impl CliEnv {
             self.snapshot.clean_up(&self.ids);
         }
         r
+    }
+}
+
+/// A test that failed before `finish` still removes its containers and what
+/// they left (cgroups, processes), so that later tests start clean.
+impl Drop for CliEnv {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        for id in &self.ids {
+            let _ = self.lxcri(&["delete", "--force", id]);
+        }
+        self.snapshot.clean_up(&self.ids);
     }
 }
 
