@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::spec::mounts::{IdmappedMount, MOUNT_ATTR_IDMAP};
-use crate::userns::IdMap;
+use crate::userns::{with_child_in_user_namespace, IdMap};
 
 /// `open_tree(2)` flag (linux/mount.h).
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -52,64 +52,14 @@ fn render(maps: &[IdMap]) -> String {
 /// A user namespace with these mappings (an fd of its nsfs file): a short-lived
 /// child unshares it, the maps are written from here, then the child exits.
 pub fn user_namespace(uids: &[IdMap], gids: &[IdMap]) -> io::Result<OwnedFd> {
-    // `hold`: the child waits until its write end is closed; `ready`: it writes
-    // one byte once it has unshared (EOF: unshare failed).
-    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (hold_r_fd, hold_w_fd, ready_r_fd, ready_w_fd) = (
-        hold_r.as_raw_fd(),
-        hold_w.as_raw_fd(),
-        ready_r.as_raw_fd(),
-        ready_w.as_raw_fd(),
-    );
-    // SAFETY: the child (of a possibly multi-threaded process) only makes raw
-    // system calls (close, unshare, write, read, _exit), which are
-    // async-signal-safe, on fds that stay open in the parent until fork returns.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: see above; the child never returns from this block.
-        unsafe {
-            libc::close(hold_w_fd);
-            libc::close(ready_r_fd);
-            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                libc::_exit(1);
-            }
-            let b = 1u8;
-            libc::write(ready_w_fd, (&b as *const u8).cast(), 1);
-            libc::close(ready_w_fd);
-            let mut buf = 0u8;
-            libc::read(hold_r_fd, (&mut buf as *mut u8).cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    drop(hold_r);
-    drop(ready_w);
-    let mut buf = [0u8; 1];
-    // SAFETY: `ready_r` is an open pipe end owned by this function.
-    let ready = unsafe { libc::read(ready_r_fd, buf.as_mut_ptr().cast(), 1) } == 1;
-    let result = if ready {
+    with_child_in_user_namespace(None, "cannot unshare a user namespace", |pid| {
         let dir = format!("/proc/{pid}");
         std::fs::write(format!("{dir}/uid_map"), render(uids))
-            .map_err(|e| io::Error::new(e.kind(), format!("write uid_map: {e}")))
-            .and_then(|_| {
-                std::fs::write(format!("{dir}/gid_map"), render(gids))
-                    .map_err(|e| io::Error::new(e.kind(), format!("write gid_map: {e}")))
-            })
-            .and_then(|_| std::fs::File::open(format!("{dir}/ns/user")))
-            .map(OwnedFd::from)
-    } else {
-        Err(io::Error::other("cannot unshare a user namespace"))
-    };
-    drop(hold_w);
-    drop(ready_r);
-    // In the shim the reaper may collect the child first (ECHILD): fine.
-    let mut status = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    result
+            .map_err(|e| io::Error::new(e.kind(), format!("write uid_map: {e}")))?;
+        std::fs::write(format!("{dir}/gid_map"), render(gids))
+            .map_err(|e| io::Error::new(e.kind(), format!("write gid_map: {e}")))?;
+        std::fs::File::open(format!("{dir}/ns/user")).map(OwnedFd::from)
+    })
 }
 
 /// The detached, id-mapped clone of `m`'s source (an `open_tree` fd, close on

@@ -68,20 +68,35 @@ pub fn mappings(path: &Path) -> io::Result<Mappings> {
         return read_maps(Path::new("/proc/self"));
     }
     let ns = fs::File::open(path)?;
+    let what = format!("cannot join the user namespace {}", path.display());
+    with_child_in_user_namespace(Some(&ns), &what, |pid| {
+        read_maps(Path::new(&format!("/proc/{pid}")))
+    })
+}
+
+/// Run `f` with the pid of a short-lived child of ours that is in a user
+/// namespace: the one of `join` (setns), or a new one it unshared (`None`).
+/// The child waits until `f` returns, is then reaped; `what` is the error when
+/// the child could not get there.
+pub(crate) fn with_child_in_user_namespace<T>(
+    join: Option<&fs::File>,
+    what: &str,
+    f: impl FnOnce(i32) -> io::Result<T>,
+) -> io::Result<T> {
     // `hold`: the child waits until its write end is closed; `ready`: it writes
-    // one byte once it is in the namespace (EOF: setns failed).
+    // one byte once it is in the namespace (EOF: setns/unshare failed).
     let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (ns_fd, hold_r_fd, hold_w_fd, ready_r_fd, ready_w_fd) = (
-        ns.as_raw_fd(),
+        join.map(|f| f.as_raw_fd()),
         hold_r.as_raw_fd(),
         hold_w.as_raw_fd(),
         ready_r.as_raw_fd(),
         ready_w.as_raw_fd(),
     );
     // SAFETY: the child (of a possibly multi-threaded process) only makes raw
-    // system calls (close, setns, write, read, _exit), which are async-signal-safe,
-    // on fds that stay open in the parent until the fork returns.
+    // system calls (close, setns or unshare, write, read, _exit), which are
+    // async-signal-safe, on fds that stay open in the parent until the fork returns.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -91,7 +106,11 @@ pub fn mappings(path: &Path) -> io::Result<Mappings> {
         unsafe {
             libc::close(hold_w_fd);
             libc::close(ready_r_fd);
-            if libc::setns(ns_fd, libc::CLONE_NEWUSER) != 0 {
+            let entered = match ns_fd {
+                Some(fd) => libc::setns(fd, libc::CLONE_NEWUSER),
+                None => libc::unshare(libc::CLONE_NEWUSER),
+            };
+            if entered != 0 {
                 libc::_exit(1);
             }
             let b = 1u8;
@@ -104,17 +123,13 @@ pub fn mappings(path: &Path) -> io::Result<Mappings> {
     }
     drop(hold_r);
     drop(ready_w);
-    drop(ns);
     let mut buf = [0u8; 1];
     // SAFETY: `ready_r` is an open pipe end owned by this function.
-    let ready = unsafe { libc::read(ready_r.as_raw_fd(), buf.as_mut_ptr().cast(), 1) } == 1;
+    let ready = unsafe { libc::read(ready_r_fd, buf.as_mut_ptr().cast(), 1) } == 1;
     let result = if ready {
-        read_maps(Path::new(&format!("/proc/{pid}")))
+        f(pid)
     } else {
-        Err(io::Error::other(format!(
-            "cannot join the user namespace {}",
-            path.display()
-        )))
+        Err(io::Error::other(what.to_string()))
     };
     drop(hold_w);
     drop(ready_r);
