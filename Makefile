@@ -81,13 +81,12 @@ e2e: check-root
 # Debian's kernel (PVM); LXCRI_VM_ACCEL overrides.
 VM_E2E_EXTRA ?= lifecycle::echo_hello:: exec::exec_cwd_and_env::
 VM_TIMEOUT ?= 7200
+# The path of integration test target $(1), built if needed (a shell command).
+test_exe = $(CARGO) test -p lxcri-integration --test $(1) --no-run --message-format=json \
+	| grep '"kind":\["test"\],[^}]*"name":"$(1)"' \
+	| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
 e2e-vm: check-root
-	@e2e=$$($(CARGO) test -p lxcri-integration --test e2e --no-run --message-format=json \
-		| grep '"kind":\["test"\],[^}]*"name":"e2e"' \
-		| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1); \
-	sd=$$($(CARGO) test -p lxcri-integration --test systemd_vm --no-run --message-format=json \
-		| grep '"kind":\["test"\],[^}]*"name":"systemd_vm"' \
-		| sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1); \
+	@e2e=$$($(call test_exe,e2e)); sd=$$($(call test_exe,systemd_vm)); \
 	test -x "$$e2e" && test -x "$$sd" || { echo "e2e-vm: test binaries missing" >&2; exit 1; }; \
 	cd integration && ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
 		'"$$0" --test-threads=1 v2host:: $(VM_E2E_EXTRA); a=$$?; "$$1" --test-threads=1; b=$$?; \
