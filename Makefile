@@ -80,6 +80,10 @@ e2e: check-root
 # first). Accelerator: KVM, or qemu's emulator where /dev/kvm cannot run
 # Debian's kernel (PVM); LXCRI_VM_ACCEL overrides.
 VM_E2E_EXTRA ?= lifecycle::echo_hello:: exec::exec_cwd_and_env::
+# Test name filters for a focused run, e.g. `make e2e-vm VM_E2E=v2host::hugetlb
+# VM_SYSTEMD=lxcri_lifecycle`; `VM_SYSTEMD=--list` runs no systemd_vm test.
+VM_E2E ?= v2host:: $(VM_E2E_EXTRA)
+VM_SYSTEMD ?=
 VM_TIMEOUT ?= 7200
 # The path of integration test target $(1), built if needed (a shell command).
 test_exe = $(CARGO) test -p lxcri-integration --test $(1) --no-run --message-format=json \
@@ -89,7 +93,7 @@ e2e-vm: check-root
 	@e2e=$$($(call test_exe,e2e)); sd=$$($(call test_exe,systemd_vm)); \
 	test -x "$$e2e" && test -x "$$sd" || { echo "e2e-vm: test binaries missing" >&2; exit 1; }; \
 	cd integration && ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
-		'"$$0" --test-threads=1 v2host:: $(VM_E2E_EXTRA); a=$$?; "$$1" --test-threads=1; b=$$?; \
+		'"$$0" --test-threads=1 $(VM_E2E); a=$$?; "$$1" --test-threads=1 $(VM_SYSTEMD); b=$$?; \
 		 echo "e2e-vm: v2host+extra exit $$a, systemd_vm exit $$b"; [ $$a -eq 0 ] && [ $$b -eq 0 ]' \
 		"$$e2e" "$$sd"
 
