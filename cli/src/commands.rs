@@ -137,6 +137,21 @@ fn preserved_fds(count: u32) -> Result<Vec<OwnedFd>> {
         .collect()
 }
 
+/// Socket activation, as runc's create and run: when `LISTEN_PID` names this
+/// process, the `LISTEN_FDS` fds from 3 on go to the container's init (before
+/// the `--preserve-fds` ones), which gets `LISTEN_FDS=N` and `LISTEN_PID=1`.
+/// Variables meant for another process (another `LISTEN_PID`) are not ours.
+fn listen_fds(fds: Option<&str>, pid: Option<&str>) -> Result<u32> {
+    let (Some(fds), Some(pid)) = (fds, pid) else {
+        return Ok(0);
+    };
+    if pid.parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(0);
+    }
+    fds.parse::<u32>()
+        .map_err(|_| anyhow!("LISTEN_FDS={fds:?}: not a number of fds"))
+}
+
 /// Write a pid file atomically (runc: a temp file renamed into place).
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -196,7 +211,11 @@ fn create(
     foreground: bool,
 ) -> Result<(i32, Option<OwnedFd>)> {
     runtime_core::container::validate_id(id)?;
-    let extra = preserved_fds(opts.preserve_fds)?;
+    let listen = listen_fds(
+        std::env::var("LISTEN_FDS").ok().as_deref(),
+        std::env::var("LISTEN_PID").ok().as_deref(),
+    )?;
+    let extra = preserved_fds(listen + opts.preserve_fds)?;
     if opts.no_pivot {
         log::warn!("--no-pivot: ignored, liblxc always uses pivot_root");
     }
@@ -223,6 +242,9 @@ fn create(
     let mut cfg = runtime_config(cli);
     // As runc: no new session keyring; the container keeps the caller's.
     cfg.no_new_keyring = opts.no_new_keyring;
+    if listen > 0 {
+        cfg.extra_env = vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".into()];
+    }
     let pending = pending_state(&cfg, id, &bundle, &spec)?;
     let pending_file = pending_path(&cli.root, id);
     write_atomic(&pending_file, &serde_json::to_vec(&pending)?)?;
@@ -1015,5 +1037,17 @@ mod tests {
         assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
         assert!(parse_interval("0s").is_err());
         assert!(parse_interval("1h").is_err());
+    }
+
+    #[test]
+    fn socket_activation_fds() {
+        let me = std::process::id().to_string();
+        assert_eq!(listen_fds(Some("2"), Some(&me)).unwrap(), 2);
+        assert_eq!(listen_fds(None, None).unwrap(), 0);
+        assert_eq!(listen_fds(Some("2"), None).unwrap(), 0);
+        // Meant for another process.
+        assert_eq!(listen_fds(Some("2"), Some("1")).unwrap(), 0);
+        let e = listen_fds(Some("x"), Some(&me)).unwrap_err();
+        assert!(e.to_string().contains("LISTEN_FDS=\"x\""), "{e}");
     }
 }

@@ -47,6 +47,10 @@ pub struct RuntimeConfig {
     pub no_new_keyring: bool,
     /// runc's `--systemd-cgroup`: the systemd cgroup driver.
     pub cgroup_driver: cgroup::Driver,
+    /// `NAME=value` entries appended to the init's `process.env` (after the
+    /// spec's, so they win): runc's socket activation sets `LISTEN_FDS` and
+    /// `LISTEN_PID` so.
+    pub extra_env: Vec<String>,
 }
 
 impl RuntimeConfig {
@@ -60,6 +64,7 @@ impl RuntimeConfig {
             start_timeout: Duration::from_secs(30),
             no_new_keyring: false,
             cgroup_driver: cgroup::Driver::Cgroupfs,
+            extra_env: Vec::new(),
         }
     }
 
@@ -361,6 +366,19 @@ fn spawn_helper(
     Ok(child.id())
 }
 
+/// Append `env` to the spec's `process.env` (a spec without a process is
+/// refused later, by the process translation).
+fn append_env(spec: &mut oci_spec::runtime::Spec, env: &[String]) {
+    if env.is_empty() {
+        return;
+    }
+    if let Some(p) = spec.process_mut() {
+        let mut all = p.env().clone().unwrap_or_default();
+        all.extend(env.iter().cloned());
+        p.set_env(Some(all));
+    }
+}
+
 /// Spawn the start helper (the LXC monitor) with the container's stdio and init's
 /// channel end.
 fn spawn_monitor(
@@ -480,6 +498,7 @@ impl Container {
         if cfg.cgroup_driver == cgroup::Driver::Cgroupfs {
             resolve_v2_relative_cgroup(cfg.layout, &mut spec)?;
         }
+        append_env(&mut spec, &cfg.extra_env);
         let ctx = Context {
             id,
             bundle,

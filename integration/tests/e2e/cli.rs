@@ -1026,6 +1026,74 @@ fn preserve_fds() {
     })());
 }
 
+/// Socket activation (systemd starting the runtime with `LISTEN_FDS` and
+/// `LISTEN_PID`), as runc: the listen fds reach the container's init at 3.., before
+/// the `--preserve-fds` ones, with `LISTEN_FDS=N` and `LISTEN_PID=1` in its env;
+/// variables naming another process pass nothing.
+#[test]
+fn socket_activation_listen_fds() {
+    check((|| {
+        let mut env = CliEnv::new()?;
+        let dir = env.dir.path().to_path_buf();
+        let runc_root = dir.join("runc-root");
+        let input = dir.join("input");
+        fs::write(&input, "from-the-socket\n")?;
+        let ids: Vec<String> = ["la", "lb", "lc"]
+            .iter()
+            .flat_map(|n| [format!("{n}-lxcri"), format!("{n}-runc")])
+            .map(|n| env.id(&n))
+            .collect();
+        let open = || -> Result<OwnedFd> { Ok(fs::File::open(&input)?.into()) };
+        // Shell builtins only: a pipeline's pipes would show up in the list.
+        let script = "l=-; [ -e /proc/$$/fd/3 ] && read l <&3; \
+            echo \"$LISTEN_FDS/$LISTEN_PID/$l\"; \
+            for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do \
+            [ -e /proc/$$/fd/$n ] && printf '%s ' $n; done; true";
+        let b = env.bundle("listen", &["sh", "-c", script], |_| {})?;
+        for (i, rt) in ["lxcri", "runc"].into_iter().enumerate() {
+            let root = if rt == "lxcri" { &env.root } else { &runc_root };
+            let id = |n: usize| &ids[2 * n + i];
+            // `$$` is the shell's pid, which the runtime's becomes at `exec`.
+            let run = |listen_pid: &str, extra: &[&str], fds: &[&OwnedFd], id: &str| {
+                let mut cmd = std::process::Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!(
+                        "LISTEN_PID={listen_pid} LISTEN_FDS=1 exec \"$0\" \"$@\""
+                    ))
+                    .arg(if rt == "lxcri" { LXCRI } else { "runc" })
+                    .arg("--root")
+                    .arg(root)
+                    .arg("run")
+                    .args(extra)
+                    .args(["-b", b.to_str().unwrap(), id]);
+                lxcri_integration::cmd::with_fds(&mut cmd, fds);
+                lxcri_integration::cli::run_files(&mut cmd, &dir, Duration::from_secs(30))
+            };
+            let out = run("$$", &[], &[&open()?], id(0))?;
+            ensure!(out.code == 0, "{rt}: {out}");
+            ensure!(
+                out.stdout.trim() == "1/1/from-the-socket\n0 1 2 3",
+                "{rt} with LISTEN_FDS=1: {out}"
+            );
+            // Listen fds first, then the preserved ones.
+            let out = run("$$", &["--preserve-fds", "1"], &[&open()?, &open()?], id(1))?;
+            ensure!(out.code == 0, "{rt}: {out}");
+            ensure!(
+                out.stdout.trim() == "1/1/from-the-socket\n0 1 2 3 4",
+                "{rt} with LISTEN_FDS=1 and --preserve-fds 1: {out}"
+            );
+            // For another process: nothing passed.
+            let out = run("1", &[], &[&open()?], id(2))?;
+            ensure!(out.code == 0, "{rt}: {out}");
+            ensure!(
+                out.stdout.trim() == "//-\n0 1 2",
+                "{rt} with another LISTEN_PID: {out}"
+            );
+        }
+        env.finish()
+    })());
+}
+
 /// `exec` into a container with its own user and time namespaces (the CLI's
 /// container has no LXC monitor: lxcri-attach joins the init's namespaces
 /// itself): the exec'd process is in the init's user and time namespaces,
