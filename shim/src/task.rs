@@ -589,6 +589,34 @@ impl TaskService {
             }
             State::Stopped | State::Running | State::Paused => {}
         }
+        // The task stays listed (stopped) until its cleanup is done, as with
+        // runc's shim: containerd (CRI's RemoveContainer) looks it up meanwhile,
+        // and a task it cannot find is one whose exit it takes as handled.
+        let (c, rootfs) = {
+            let tasks = self.tasks.lock().await;
+            let t = tasks
+                .by_id
+                .get(&req.id)
+                .ok_or_else(|| Error::NotFound(req.id.clone()))?;
+            (
+                t.container.clone(),
+                t.rootfs_mounted.then(|| t.bundle.join("rootfs")),
+            )
+        };
+        blocking(move || {
+            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+            Ok(runtime_core::destroy(&c.state)?)
+        })
+        .await?;
+        if let Some(rootfs) = rootfs {
+            blocking(move || {
+                mount::unmount_rootfs(&rootfs);
+                Ok(())
+            })
+            .await?;
+        }
+        // A concurrent Delete of the same task cleaned up too (destroy and
+        // unmount are idempotent); only one removes it and reports.
         let entry = self
             .tasks
             .lock()
@@ -596,20 +624,6 @@ impl TaskService {
             .by_id
             .remove(&req.id)
             .ok_or_else(|| Error::NotFound(req.id.clone()))?;
-        let c = entry.container.clone();
-        blocking(move || {
-            let c = c.lock().map_err(|_| Error::Internal("poisoned".into()))?;
-            Ok(runtime_core::destroy(&c.state)?)
-        })
-        .await?;
-        if entry.rootfs_mounted {
-            let rootfs = entry.bundle.join("rootfs");
-            blocking(move || {
-                mount::unmount_rootfs(&rootfs);
-                Ok(())
-            })
-            .await?;
-        }
         let info = entry.proc.exit.unwrap_or(ExitInfo {
             code: 137,
             at: std::time::SystemTime::now(),
