@@ -7,8 +7,12 @@
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+};
 use serde_json::{json, Value};
 
 use crate::container::OCI_VERSION;
@@ -28,17 +32,36 @@ pub fn process_state(pid: i32, metadata: Option<&str>, state: Value) -> Value {
     v
 }
 
+/// How long the runtime waits for an agent to take the connection and the
+/// message (an agent that accepts nothing must not hang the create or exec).
+pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connect to `path` and send `doc` with `fd`. Errors name the path.
 pub fn send(path: &str, doc: &Value, fd: BorrowedFd<'_>) -> Result<(), String> {
-    let conn = UnixStream::connect(path).map_err(|e| {
+    send_within(path, doc, fd, AGENT_TIMEOUT)
+}
+
+fn send_within(
+    path: &str,
+    doc: &Value,
+    fd: BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let conn = connect_within(path, timeout).map_err(|e| {
         format!("failed to connect with seccomp agent specified in the seccomp profile (listenerPath {path:?}): {e}")
     })?;
     let body = doc.to_string();
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(body.as_bytes())];
-    let n = sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
-        .map_err(|e| format!("cannot send seccomp fd to {path:?}: {e}"))?;
+    let n = sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(
+        |e| match e {
+            Errno::EAGAIN => format!(
+                "cannot send seccomp fd to {path:?}: the agent took nothing within {timeout:?}"
+            ),
+            e => format!("cannot send seccomp fd to {path:?}: {e}"),
+        },
+    )?;
     if n != body.len() {
         return Err(format!(
             "cannot send seccomp fd to {path:?}: short write ({n} of {} bytes)",
@@ -46,6 +69,42 @@ pub fn send(path: &str, doc: &Value, fd: BorrowedFd<'_>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A unix stream connection within `timeout`: a non-blocking connect, retried
+/// while the agent's backlog is full (EAGAIN), then a blocking socket whose
+/// sends time out at the deadline.
+fn connect_within(path: &str, timeout: Duration) -> std::io::Result<UnixStream> {
+    let deadline = Instant::now() + timeout;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    loop {
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(Errno::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the agent accepted no connection within {timeout:?} (backlog full)"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let conn = UnixStream::from(fd);
+    conn.set_nonblocking(false)?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    conn.set_write_timeout(Some(left))?;
+    Ok(conn)
 }
 
 #[cfg(test)]
@@ -100,6 +159,43 @@ mod tests {
         assert_eq!(v, doc);
         let e = send(dir.join("nope.sock").to_str().unwrap(), &doc, file.as_fd()).unwrap_err();
         assert!(e.contains("nope.sock"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An agent that never accepts: its backlog fills up, and the runtime gives
+    /// up at the deadline with a clear error instead of hanging.
+    #[test]
+    fn an_agent_that_accepts_nothing_times_out() {
+        let dir = std::env::temp_dir().join(format!("lxcri-agent-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.sock");
+        let _ = std::fs::remove_file(&path);
+        let lfd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        nix::sys::socket::bind(lfd.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        nix::sys::socket::listen(&lfd, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+        let path_s = path.to_str().unwrap();
+        // Fill the backlog (one pending connection with a backlog of 0).
+        let mut pending = Vec::new();
+        while let Ok(c) = connect_within(path_s, Duration::from_millis(50)) {
+            pending.push(c);
+            assert!(pending.len() < 16, "the backlog never filled up");
+        }
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        let doc = process_state(7, None, json!({"id": "x"}));
+        let t = Instant::now();
+        let e = send_within(path_s, &doc, file.as_fd(), Duration::from_millis(300)).unwrap_err();
+        assert!(
+            e.contains("backlog full") && e.contains("agent.sock"),
+            "{e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        drop(pending);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
