@@ -225,6 +225,7 @@ pub struct Podman {
     pub dir: tempfile::TempDir,
     snapshot: Snapshot,
     pub runtime: String,
+    finished: bool,
 }
 
 /// The imported test image.
@@ -280,6 +281,7 @@ runtime_supports_json = ["{name}"]
             snapshot: Snapshot::take_host()?,
             dir,
             runtime: runtime.to_string(),
+            finished: false,
         };
         let rootfs = p.dir.path().join("image-rootfs");
         busybox_rootfs(&rootfs)?;
@@ -342,7 +344,21 @@ runtime_supports_json = ["{name}"]
     /// Removes every container and checks that nothing is left: no runtime
     /// process (conmon, lxcri helpers), cgroup, host mount, and no container
     /// in lxcri's default root.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
+        self.finished = true;
+        let rm = self.remove_all();
+        let r = rm.and_then(|o| o.ok()).and_then(|_| {
+            self.snapshot
+                .check_host(&[], &[PathBuf::from("/run/lxcri")])
+        });
+        if r.is_err() {
+            self.snapshot.clean_up(&[]);
+        }
+        r
+    }
+
+    /// `podman rm -a -f`, then podman's own cgroups.
+    fn remove_all(&self) -> Result<Output> {
         let rm = self.podman(&["rm", "-a", "-f", "-t", "0"]);
         // podman's own cgroups (cgroupfs manager): the parent and conmon's
         // cgroup below it, which podman never removes. A container cgroup
@@ -362,13 +378,18 @@ runtime_supports_json = ["{name}"]
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let r = rm.and_then(|o| o.ok()).and_then(|_| {
-            self.snapshot
-                .check_host(&[], &[PathBuf::from("/run/lxcri")])
-        });
-        if r.is_err() {
-            self.snapshot.clean_up(&[]);
+        rm
+    }
+}
+
+/// A test that failed before `finish` still removes its containers and what
+/// they left.
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
         }
-        r
+        let _ = self.remove_all();
+        self.snapshot.clean_up(&[]);
     }
 }

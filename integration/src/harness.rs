@@ -49,6 +49,7 @@ pub struct Harness {
     snapshot: Snapshot,
     /// The local registry of a pod-network CRI daemon.
     registry: Option<Registry>,
+    finished: bool,
 }
 
 impl Harness {
@@ -80,6 +81,7 @@ impl Harness {
             ids: Vec::new(),
             snapshot,
             registry: None,
+            finished: false,
         })
     }
 
@@ -105,6 +107,7 @@ impl Harness {
             ids: Vec::new(),
             snapshot,
             registry: Some(registry),
+            finished: false,
         })
     }
 
@@ -258,6 +261,7 @@ impl Harness {
 
     /// Asserts no leaks, stops containerd, asserts again on the host.
     pub fn finish(mut self) -> Result<()> {
+        self.finished = true;
         let ids = self.ids.clone();
         let running = self.snapshot.check_running(&self.ctd, &ids);
         self.ctd.stop();
@@ -276,6 +280,20 @@ impl Harness {
             self.ctd.log_path().display(),
             self.ctd.log_tail(60)
         );
+    }
+}
+
+/// A test that failed before `finish` still ends its daemon and shims (the
+/// daemon's mount namespace, with the rootfs mounts, goes with them) and
+/// removes the containers' processes and cgroups.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.ctd.stop();
+        self.registry.take();
+        self.snapshot.clean_up(&self.ids);
     }
 }
 
