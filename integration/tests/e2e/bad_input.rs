@@ -12,6 +12,7 @@ matrix!(
     missing_rootfs,
     invalid_config_json,
     bad_mount_in_spec,
+    unsupported_oci_version,
     duplicate_id,
 );
 
@@ -100,6 +101,25 @@ fn bad_mount_in_spec(h: &mut Harness) -> Result<()> {
         out.code != 0 && !out.stderr.is_empty(),
         "bad mount accepted: {out}"
     );
+    Ok(())
+}
+
+/// A spec of a runtime-spec version lxcri does not know (2.0.0) is refused
+/// with an error naming `ociVersion`, the container never runs; runc does not
+/// check the version and runs it.
+fn unsupported_oci_version(h: &mut Harness) -> Result<()> {
+    let id = h.id("ociversion");
+    let mut spec = default_spec(h, &id, &["/bin/echo", "ran"])?;
+    spec["ociVersion"] = json!("2.0.0");
+    let out = run_spec(h, &id, &spec)?;
+    forget(h, &id)?;
+    match h.runtime {
+        Runtime::Lxcri => ensure!(
+            out.code != 0 && out.stderr.contains("ociVersion") && !out.stdout.contains("ran"),
+            "ociVersion 2.0.0 accepted: {out}"
+        ),
+        Runtime::Runc => ensure!(out.code == 0 && out.stdout.contains("ran"), "{out}"),
+    }
     Ok(())
 }
 
