@@ -35,7 +35,8 @@ packages=(
 	# the systemd cgroup driver's D-Bus client is unit-tested against a private
 	# dbus-daemon (runtime-core dbus::tests)
 	dbus-daemon
-	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux)
+	# tools the test harness and scripts call (nsenter, unshare, mount: util-linux;
+	# ip and rdma: iproute2, for v2host::rdma's soft-RoCE devices in the VM)
 	iproute2
 	util-linux
 	procps
@@ -45,7 +46,8 @@ packages=(
 	ca-certificates
 	git
 	# the cgroup v2 + systemd VM (scripts/vm): qemu with KVM, Debian's kernel
-	# booted with the host's root shared over virtio-9p, cpio for its initramfs
+	# booted with the host's root shared over virtio-9p, cpio for its initramfs,
+	# kmod (modprobe; the guest loads dummy and rdma_rxe for v2host::rdma)
 	qemu-system-x86
 	linux-image-amd64
 	cpio

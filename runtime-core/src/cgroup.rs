@@ -58,15 +58,42 @@ pub fn hugetlb_place(layout: Layout, proc_cgroups: &str, unified: Option<&str>) 
             Hugetlb::Absent
         };
     }
-    let v1 = proc_cgroups.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() >= 4 && f[0] == "hugetlb" && f[1] != "0" && f[3] == "1"
-    });
-    match (v1, in_unified) {
+    match (v1_bound(proc_cgroups, "hugetlb"), in_unified) {
         (true, _) => Hugetlb::Managed,
         (false, true) => Hugetlb::HybridUnified,
         (false, false) => Hugetlb::Absent,
     }
+}
+
+/// Whether `controller` is enabled and bound to a v1 hierarchy, from the
+/// `/proc/cgroups` text (hierarchy 0: unbound, or in the unified hierarchy).
+fn v1_bound(proc_cgroups: &str, controller: &str) -> bool {
+    proc_cgroups.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 4 && f[0] == controller && f[1] != "0" && f[3] == "1"
+    })
+}
+
+/// Whether liblxc can set rdma limits on a host of `layout`, from the
+/// `/proc/cgroups` text and the root `cgroup.controllers` of /sys/fs/cgroup
+/// (pure v2): on v1 (and hybrid) hosts liblxc writes only the v1 hierarchies,
+/// so rdma must be bound to one; on a pure v2 host it must be available in the
+/// unified hierarchy.
+pub fn rdma_available(layout: Layout, proc_cgroups: &str, v2_controllers: Option<&str>) -> bool {
+    match layout {
+        Layout::V1 => v1_bound(proc_cgroups, "rdma"),
+        Layout::V2 => v2_controllers.is_some_and(|c| c.split_whitespace().any(|c| c == "rdma")),
+    }
+}
+
+/// The rdma controller of this host (see [`rdma_available`]).
+pub fn detect_rdma(layout: Layout) -> bool {
+    let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let v2 = match layout {
+        Layout::V2 => std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok(),
+        Layout::V1 => None,
+    };
+    rdma_available(layout, &proc_cgroups, v2.as_deref())
 }
 
 /// The unified (cgroup2) one among `hierarchies` (or among the bases built on
@@ -592,6 +619,30 @@ mod tests {
             hugetlb_place(Layout::V2, hybrid, Some("cpu memory\n")),
             Hugetlb::Absent
         );
+    }
+
+    /// rdma: bound to a v1 hierarchy (a v1 or hybrid host; in the unified
+    /// hierarchy of a hybrid host liblxc does not set it), or available at the
+    /// root of a pure v2 host.
+    #[test]
+    fn rdma_places() {
+        let v1 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nrdma\t11\t1\t1\n";
+        let hybrid = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nrdma\t0\t19\t1\n";
+        let none = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t190\t1\n";
+        assert!(rdma_available(Layout::V1, v1, None));
+        assert!(!rdma_available(Layout::V1, hybrid, None));
+        assert!(!rdma_available(Layout::V1, none, None));
+        assert!(rdma_available(
+            Layout::V2,
+            hybrid,
+            Some("cpuset cpu io memory hugetlb pids rdma misc\n")
+        ));
+        assert!(!rdma_available(
+            Layout::V2,
+            hybrid,
+            Some("cpu memory pids\n")
+        ));
+        assert!(!rdma_available(Layout::V2, hybrid, None));
     }
 
     #[test]

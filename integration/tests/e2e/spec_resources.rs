@@ -13,6 +13,7 @@ matrix!(
     cpu_extras,
     blkio_throttle,
     unified_refused_on_v1,
+    rdma_without_controller,
     pids_and_cpuset,
 );
 
@@ -138,6 +139,38 @@ fn unified_refused_on_v1(h: &mut Harness) -> Result<()> {
     if h.runtime == lxcri_integration::Runtime::Lxcri {
         ensure!(
             out.stderr.contains("linux.resources.unified.memory.high"),
+            "{out}"
+        );
+    }
+    let _ = h.ctr(&["container", "rm", &id]);
+    Ok(())
+}
+
+/// `rdma` limits on this host, whose kernel has no rdma controller (no rdma
+/// hierarchy): create fails, for runc too ("cannot set rdma limit"); lxcri's
+/// error names the field.
+fn rdma_without_controller(h: &mut Harness) -> Result<()> {
+    let proc_cgroups = std::fs::read_to_string("/proc/cgroups")?;
+    ensure!(
+        !proc_cgroups.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 2 && f[0] == "rdma" && f[1] != "0"
+        }),
+        "this host has an rdma v1 hierarchy: the scenario needs a host without one"
+    );
+    let id = h.id("rdmav1");
+    let mut spec = default_spec(h, &id, &["/bin/true"])?;
+    spec["linux"]["resources"]["rdma"] = json!({"mlx5_0": {"hcaHandles": 3, "hcaObjects": 7}});
+    let out = run_spec(h, &id, &spec)?;
+    ensure!(
+        out.code != 0,
+        "rdma limits accepted without an rdma hierarchy: {out}"
+    );
+    if h.runtime == lxcri_integration::Runtime::Lxcri {
+        ensure!(
+            out.stderr.contains(
+                "linux.resources.rdma.mlx5_0: no rdma controller in a cgroup v1 hierarchy"
+            ),
             "{out}"
         );
     }

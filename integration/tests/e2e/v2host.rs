@@ -11,7 +11,7 @@ use lxcri_integration::{Harness, Runtime, Version};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-matrix!(memory_limits, pause_and_resume, metrics, oom_event);
+matrix!(memory_limits, pause_and_resume, metrics, oom_event, rdma);
 matrix_v2!(
     cpu_weight_and_max,
     cpuset_and_pids,
@@ -193,6 +193,126 @@ fn unified(h: &mut Harness) -> Result<()> {
         },
         &[("memory.high", "50331648"), ("pids.max", "17")],
     )
+}
+
+/// A soft-RoCE RDMA device for one scenario: the rdma_rxe link `rxelx<n>` on
+/// the dummy netdev `lxrdma<n>` (the VM has no network), so that the rdma
+/// controller has a device to limit. [`SoftRoce::remove`] (or the drop, on an
+/// early return) deletes both.
+struct SoftRoce {
+    /// The RDMA device's name, as rdma.max and /sys/class/infiniband show it.
+    dev: String,
+    netdev: String,
+}
+
+/// Runs a set-up command of the host; fails with its output unless it succeeds.
+fn host_cmd(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| args[0].to_string())?;
+    ensure!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl SoftRoce {
+    fn add(n: u32) -> Result<SoftRoce> {
+        host_cmd(&["modprobe", "dummy"])?;
+        host_cmd(&["modprobe", "rdma_rxe"])?;
+        let d = SoftRoce {
+            dev: format!("rxelx{n}"),
+            netdev: format!("lxrdma{n}"),
+        };
+        host_cmd(&["ip", "link", "add", &d.netdev, "type", "dummy"])?;
+        host_cmd(&["ip", "link", "set", &d.netdev, "up"])?;
+        host_cmd(&[
+            "rdma", "link", "add", &d.dev, "type", "rxe", "netdev", &d.netdev,
+        ])?;
+        let sys = Path::new("/sys/class/infiniband").join(&d.dev);
+        ensure!(
+            sys.exists(),
+            "{} missing after rdma link add",
+            sys.display()
+        );
+        Ok(d)
+    }
+
+    fn remove(mut self) -> Result<()> {
+        self.delete()
+    }
+
+    fn delete(&mut self) -> Result<()> {
+        if self.dev.is_empty() {
+            return Ok(());
+        }
+        let sys = Path::new("/sys/class/infiniband").join(&self.dev);
+        let link = if sys.exists() {
+            host_cmd(&["rdma", "link", "delete", &self.dev])
+        } else {
+            Ok(())
+        };
+        let netdev = host_cmd(&["ip", "link", "delete", &self.netdev]);
+        let dev = std::mem::take(&mut self.dev);
+        link.and(netdev)?;
+        ensure!(!sys.exists(), "RDMA device {dev} still there");
+        Ok(())
+    }
+}
+
+impl Drop for SoftRoce {
+    fn drop(&mut self) {
+        let _ = self.delete();
+    }
+}
+
+/// `linux.resources.rdma` with three soft-RoCE devices made for the scenario:
+/// the container's rdma.max holds both limits of the first, the handle limit
+/// of the second (its objects stay max) and max for the third, which the spec
+/// does not name.
+fn rdma(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")?;
+    ensure!(
+        controllers.split_whitespace().any(|c| c == "rdma"),
+        "no rdma controller in the VM's /sys/fs/cgroup/cgroup.controllers: {controllers:?}"
+    );
+    let mut devs = Vec::new();
+    let result = (|| {
+        for n in 0..3 {
+            devs.push(SoftRoce::add(n)?);
+        }
+        let id = h.id("v2rdma");
+        let mut spec = default_spec(h, &id, &["/bin/sleep", "1000"])?;
+        spec["linux"]["resources"]["rdma"] = json!({
+            devs[0].dev.as_str(): {"hcaHandles": 3, "hcaObjects": 7},
+            devs[1].dev.as_str(): {"hcaHandles": 2},
+        });
+        run_spec_detached(h, &id, &spec)?;
+        let checked = wait_status(h, &id, "RUNNING").and_then(|_| {
+            let text = read(&id, "rdma.max")?;
+            let mut got: Vec<&str> = text.lines().map(str::trim).collect();
+            got.sort_unstable();
+            let want = [
+                format!("{} hca_handle=3 hca_object=7", devs[0].dev),
+                format!("{} hca_handle=2 hca_object=max", devs[1].dev),
+                format!("{} hca_handle=max hca_object=max", devs[2].dev),
+            ];
+            ensure!(got == want, "rdma.max: got {got:?}, want {want:?}");
+            Ok(())
+        });
+        let cleanup = remove(h, &id);
+        checked.and(cleanup)
+    })();
+    let mut removed = Ok(());
+    for d in devs.into_iter().rev() {
+        removed = removed.and(d.remove());
+    }
+    result.and(removed)
 }
 
 /// liblxc's eBPF device program (runc's too): /dev/null works; mknod of any

@@ -649,6 +649,37 @@ pub fn hugetlb_for_host(
     }
 }
 
+/// `linux.resources.rdma` on a host whose rdma controller liblxc can (`available`)
+/// or cannot set: a limit it cannot set is an error naming the device's field
+/// (liblxc would fail the start without naming it; runc fails too).
+pub fn rdma_for_host(spec: &Spec, layout: Layout, available: bool) -> Result<(), SpecError> {
+    if available {
+        return Ok(());
+    }
+    let rdma = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.rdma().as_ref());
+    let mut limited: Vec<&String> = rdma
+        .into_iter()
+        .flatten()
+        .filter(|(_, l)| l.hca_handles().is_some() || l.hca_objects().is_some())
+        .map(|(dev, _)| dev)
+        .collect();
+    limited.sort();
+    match limited.first() {
+        None => Ok(()),
+        Some(dev) => Err(SpecError::new(
+            format!("linux.resources.rdma.{dev}"),
+            match layout {
+                Layout::V1 => "no rdma controller in a cgroup v1 hierarchy of this host",
+                Layout::V2 => "no rdma controller on this host (/sys/fs/cgroup/cgroup.controllers)",
+            },
+        )),
+    }
+}
+
 /// The cgroup files and values of `resources` on a host of `layout`, in order
 /// (what [`translate`] emits as `lxc.cgroup[2].<file>` keys): for live updates.
 pub fn limits(r: &LinuxResources, layout: Layout) -> Result<Vec<(String, String)>, SpecError> {
@@ -855,6 +886,26 @@ lxc.cgroup.pids.max = 100
             .unwrap()
             .is_empty());
         assert_eq!(lxc.render(), before);
+    }
+
+    /// rdma limits on a host without a usable rdma controller: an error naming
+    /// the first limited device's field; devices without a limit, no rdma, or a
+    /// host with the controller: fine.
+    #[test]
+    fn rdma_limits_need_the_controller() {
+        let limited = spec(serde_json::json!({"resources": {"rdma": {
+            "mlx5_1": {"hcaHandles": 3}, "mlx5_0": {}, "mlx5_2": {"hcaObjects": 9}
+        }}}));
+        let e = rdma_for_host(&limited, Layout::V1, false).unwrap_err();
+        assert_eq!(e.field, "linux.resources.rdma.mlx5_1");
+        assert!(e.to_string().contains("cgroup v1"), "{e}");
+        let e = rdma_for_host(&limited, Layout::V2, false).unwrap_err();
+        assert_eq!(e.field, "linux.resources.rdma.mlx5_1");
+        rdma_for_host(&limited, Layout::V1, true).unwrap();
+        rdma_for_host(&limited, Layout::V2, true).unwrap();
+        let unlimited = spec(serde_json::json!({"resources": {"rdma": {"mlx5_0": {}}}}));
+        rdma_for_host(&unlimited, Layout::V1, false).unwrap();
+        rdma_for_host(&spec(serde_json::json!({})), Layout::V1, false).unwrap();
     }
 
     /// A relative cgroupsPath: `lxc.cgroup.relative = 1`, the paths as given.
