@@ -27,8 +27,10 @@ impl SpecError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The message names the field itself: no `source`, or an error chain
+    /// (anyhow's `{:#}`) would repeat it.
     #[error("invalid OCI spec: {0}")]
-    Spec(#[from] SpecError),
+    Spec(SpecError),
     #[error("read bundle config {path}")]
     ReadSpec {
         path: PathBuf,
@@ -72,6 +74,12 @@ pub enum Error {
     Systemd(String),
 }
 
+impl From<SpecError> for Error {
+    fn from(e: SpecError) -> Self {
+        Error::Spec(e)
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Attach a path and an operation to an io::Error.
@@ -103,5 +111,32 @@ pub(crate) fn sys(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> Error {
     move |e| Error::Sys {
         op,
         source: std::io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spec error says its field once, also in an error chain.
+    #[test]
+    fn spec_error_is_said_once() {
+        let e: Error = SpecError::new("linux.resources.rdma.mlx5_0", "no rdma controller").into();
+        let chain = anyhow_like(&e);
+        assert_eq!(
+            chain,
+            "invalid OCI spec: linux.resources.rdma.mlx5_0: no rdma controller"
+        );
+    }
+
+    /// The error and its sources joined with ": ", as anyhow's `{:#}` does.
+    fn anyhow_like(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut parts = vec![e.to_string()];
+        let mut src = e.source();
+        while let Some(s) = src {
+            parts.push(s.to_string());
+            src = s.source();
+        }
+        parts.join(": ")
     }
 }
