@@ -84,6 +84,9 @@ VM_E2E_EXTRA ?= lifecycle::echo_hello:: exec::exec_cwd_and_env::
 # VM_SYSTEMD=lxcri_lifecycle`; `VM_SYSTEMD=--list` runs no systemd_vm test.
 VM_E2E ?= v2host:: $(VM_E2E_EXTRA)
 VM_SYSTEMD ?=
+# A second boot with systemd's hybrid cgroup layout runs the systemd_vm tests
+# again (VM_HYBRID=no skips it).
+VM_HYBRID ?= yes
 VM_TIMEOUT ?= 7200
 # The path of integration test target $(1), built if needed (a shell command).
 test_exe = $(CARGO) test -p lxcri-integration --test $(1) --no-run --message-format=json \
@@ -92,10 +95,16 @@ test_exe = $(CARGO) test -p lxcri-integration --test $(1) --no-run --message-for
 e2e-vm: check-root
 	@e2e=$$($(call test_exe,e2e)); sd=$$($(call test_exe,systemd_vm)); \
 	test -x "$$e2e" && test -x "$$sd" || { echo "e2e-vm: test binaries missing" >&2; exit 1; }; \
-	cd integration && ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
+	cd integration && status=0; \
+	../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
 		'"$$0" --test-threads=1 $(VM_E2E); a=$$?; "$$1" --test-threads=1 $(VM_SYSTEMD); b=$$?; \
 		 echo "e2e-vm: v2host+extra exit $$a, systemd_vm exit $$b"; [ $$a -eq 0 ] && [ $$b -eq 0 ]' \
-		"$$e2e" "$$sd"
+		"$$e2e" "$$sd" || status=1; \
+	if [ "$(VM_HYBRID)" = yes ]; then \
+		LXCRI_VM_CGROUP=hybrid ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- \
+			"$$sd" --test-threads=1 $(VM_SYSTEMD) || status=1; \
+		echo "e2e-vm: systemd_vm on the hybrid boot done (status so far $$status)"; \
+	fi; exit $$status
 
 # critest (cri-tools' CRI validation suite) against containerd 2.x's CRI plugin,
 # handler runc then handler lxcri, each on a fresh pod-network daemon with a

@@ -133,8 +133,17 @@ if [ "$console" = 1 ]; then
 	tails+=($!)
 fi
 
-cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=4 \
-systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all \
+# LXCRI_VM_CGROUP: v2 (default, pure cgroup v2) or hybrid (systemd's v1
+# controllers with an empty v2 at /sys/fs/cgroup/unified, as on our CI hosts).
+case "${LXCRI_VM_CGROUP:-v2}" in
+v2) cgroup_args="systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all" ;;
+hybrid) cgroup_args="systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=0" ;;
+*)
+	echo "run.sh: LXCRI_VM_CGROUP must be v2 or hybrid" >&2
+	exit 125
+	;;
+esac
+cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=4 $cgroup_args \
 systemd.unit=lxcri-vm.target systemd.show_status=auto systemd.journald.forward_to_console=0"
 
 start=$(date +%s)
