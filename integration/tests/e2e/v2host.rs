@@ -7,11 +7,18 @@
 use crate::util::{default_spec, remove, run_detached, run_spec, run_spec_detached, wait_status};
 use crate::{matrix, matrix_v2};
 use anyhow::{ensure, Context, Result};
-use lxcri_integration::{Harness, Runtime, Version};
+use lxcri_integration::{cmd, Harness, Runtime, Version};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-matrix!(memory_limits, pause_and_resume, metrics, oom_event, rdma);
+matrix!(
+    memory_limits,
+    pause_and_resume,
+    metrics,
+    oom_event,
+    rdma,
+    systemd_cgroup_option,
+);
 matrix_v2!(
     cpu_weight_and_max,
     cpuset_and_pids,
@@ -492,6 +499,111 @@ fn oom_event(h: &mut Harness) -> Result<()> {
             .any(|l| l.contains("lxe2e-v2oom") && l.contains("/tasks/oom")),
         "no /tasks/oom event:\n{text}"
     );
+    Ok(())
+}
+
+/// LoadState, ActiveState and ControlGroup of `unit` as `systemctl show`
+/// prints them, in that order.
+fn unit_state(unit: &str) -> Result<[String; 3]> {
+    const PROPS: [&str; 3] = ["LoadState", "ActiveState", "ControlGroup"];
+    let mut c = std::process::Command::new("systemctl");
+    c.arg("show");
+    for p in PROPS {
+        c.args(["-p", p]);
+    }
+    c.arg(unit);
+    let out = cmd::run(&mut c, None, std::time::Duration::from_secs(30))?.ok()?;
+    Ok(PROPS.map(|p| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(p)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_string()
+    }))
+}
+
+/// The systemd cgroup driver through containerd: lxcri gets `SystemdCgroup =
+/// true` from the TOML file of `ctr run --runtime-config-path` (containerd's
+/// runtimeoptions.v1.Options, what CRI sends for an `options` table too), runc
+/// from `--runc-systemd-cgroup`. With `--cgroup system.slice:lxcri-e2e:<id>`
+/// the init is in the transient unit `lxcri-e2e-<id>.scope`, which systemd
+/// shows active with that cgroup, and which is gone after delete. Without the
+/// option lxcri refuses the same `slice:prefix:name` path at Create, naming
+/// the field and the option (runc would take it as a plain cgroupfs path and
+/// make a cgroup literally named so).
+fn systemd_cgroup_option(h: &mut Harness) -> Result<()> {
+    v2_systemd_host()?;
+    let id = h.id("v2sdopt");
+    let cgroup = format!("system.slice:lxcri-e2e:{id}");
+    let unit = format!("lxcri-e2e-{id}.scope");
+    let config = h.ctd.dir().join("lxcri-shim.toml");
+    std::fs::write(&config, "# lxcri shim options\nSystemdCgroup = true\n")?;
+    let config = config.display().to_string();
+    let rootfs = h.rootfs();
+    let run = |opts: &[&str]| {
+        let mut args = vec!["run", "-d", "--runtime", h.runtime.name()];
+        args.extend(opts);
+        args.extend([
+            "--cgroup",
+            &cgroup,
+            "--rootfs",
+            &rootfs,
+            &id,
+            "/bin/sleep",
+            "600",
+        ]);
+        h.ctr(&args)
+    };
+    if h.runtime == Runtime::Lxcri {
+        let out = run(&[])?;
+        let result = (|| {
+            ensure!(out.code != 0, "created without SystemdCgroup: {out}");
+            ensure!(
+                out.stderr.contains("linux.cgroupsPath")
+                    && out.stderr.contains("is a systemd cgroup path")
+                    && out.stderr.contains("SystemdCgroup = true"),
+                "unclear error: {out}"
+            );
+            Ok(())
+        })();
+        remove(h, &id)?;
+        result?;
+    }
+    let opts: &[&str] = match h.runtime {
+        Runtime::Lxcri => &["--runtime-config-path", &config],
+        Runtime::Runc => &["--runc-systemd-cgroup"],
+    };
+    let out = run(opts)?;
+    ensure!(out.code == 0, "ctr run {opts:?}: {out}");
+    let result = (|| {
+        let pid = wait_status(h, &id, "RUNNING")?.pid;
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        ensure!(
+            own.trim() == format!("0::/system.slice/{unit}"),
+            "init {pid} is in {own:?}"
+        );
+        let state = unit_state(&unit)?;
+        let want = ["loaded", "active", &format!("/system.slice/{unit}")];
+        ensure!(state == want, "{unit}: {state:?}");
+        Ok(())
+    })();
+    let cleanup = remove(h, &id);
+    result.and(cleanup)?;
+    // systemd unloads a stopped transient scope on its next loop iteration.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let state = unit_state(&unit)?;
+        if state[..2] == ["not-found", "inactive"] {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{unit} after delete: {state:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
+    ensure!(!dir.exists(), "{} left", dir.display());
     Ok(())
 }
 
