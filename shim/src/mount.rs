@@ -461,7 +461,10 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(id_mappings(&parse_options(&strings(&["rw"]))).unwrap(), None);
+        assert_eq!(
+            id_mappings(&parse_options(&strings(&["rw"]))).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -479,7 +482,8 @@ mod tests {
         ] {
             let e = parse_id_map_list("uidmap", bad).unwrap_err();
             assert!(
-                e.to_string().contains("uidmap=") && e.to_string().contains("containerId:hostId:size"),
+                e.to_string().contains("uidmap=")
+                    && e.to_string().contains("containerId:hostId:size"),
                 "{bad:?}: {e}"
             );
         }
@@ -490,7 +494,10 @@ mod tests {
 
     #[test]
     fn lowerdirs_through_the_idmapped_common_dir() {
-        let dirs = [PathBuf::from("/s/snapshots/12/fs"), PathBuf::from("/s/snapshots/1/fs")];
+        let dirs = [
+            PathBuf::from("/s/snapshots/12/fs"),
+            PathBuf::from("/s/snapshots/1/fs"),
+        ];
         assert_eq!(common_dir(&dirs).unwrap(), PathBuf::from("/s/snapshots"));
         assert_eq!(
             common_dir(&dirs[..1]).unwrap(),
@@ -502,7 +509,11 @@ mod tests {
         let data = strings(&["index=off", "lowerdir=/s/snapshots/12/fs:/s/snapshots/1/fs"]);
         assert_eq!(lowerdirs(&data).unwrap(), dirs.to_vec());
         assert_eq!(
-            remap_lowerdirs(&data, Path::new("/s/snapshots"), Path::new("/b/idmapped-lower.x")),
+            remap_lowerdirs(
+                &data,
+                Path::new("/s/snapshots"),
+                Path::new("/b/idmapped-lower.x")
+            ),
             strings(&[
                 "index=off",
                 "lowerdir=/b/idmapped-lower.x/12/fs:/b/idmapped-lower.x/1/fs"
@@ -582,7 +593,12 @@ mod tests {
         let m = mount_of(
             "bind",
             &lower.display().to_string(),
-            &strings(&["uidmap=0:1000:100000", "gidmap=0:2000:100000", "rw", "rbind"]),
+            &strings(&[
+                "uidmap=0:1000:100000",
+                "gidmap=0:2000:100000",
+                "rw",
+                "rbind",
+            ]),
         );
         mount_rootfs(&[m], &rootfs).unwrap();
         let md = std::fs::metadata(rootfs.join("file")).unwrap();
