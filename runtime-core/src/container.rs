@@ -305,7 +305,9 @@ fn log_tail(rundir: &Path) -> String {
         .lines()
         .filter(|l| l.contains("ERROR") || l.contains("lxcri-start"))
         .collect();
-    let start = lines.len().saturating_sub(5);
+    // liblxc's cause (e.g. the mount that failed) comes a few lines before
+    // its summary lines.
+    let start = lines.len().saturating_sub(10);
     lines[start..].join("; ")
 }
 

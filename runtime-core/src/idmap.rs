@@ -8,6 +8,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use crate::spec::mounts::{IdmappedMount, MOUNT_ATTR_IDMAP};
 use crate::userns::{with_child_in_user_namespace, IdMap};
@@ -65,10 +66,46 @@ pub fn user_namespace(uids: &[IdMap], gids: &[IdMap]) -> io::Result<OwnedFd> {
 /// The detached, id-mapped clone of `m`'s source (an `open_tree` fd, close on
 /// exec), with its flags set: ready for `move_mount`.
 pub fn detached_mount(m: &IdmappedMount) -> io::Result<OwnedFd> {
-    let src = CString::new(m.source.as_os_str().as_bytes())
+    idmapped_tree(
+        &m.source,
+        &TreeOptions {
+            recursive: m.recursive,
+            recursive_idmap: m.recursive_idmap,
+            attr_set: m.attr_set,
+            attr_clr: m.attr_clr,
+        },
+        &m.uid_mappings,
+        &m.gid_mappings,
+    )
+}
+
+/// How [`idmapped_tree`] clones and id-maps a tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeOptions {
+    /// Clone the submounts of the source too (`rbind`, `AT_RECURSIVE`).
+    pub recursive: bool,
+    /// Id-map the submounts too (`ridmap`).
+    pub recursive_idmap: bool,
+    /// MOUNT_ATTR_* flags set on the top mount.
+    pub attr_set: u64,
+    /// MOUNT_ATTR_* flags cleared on the top mount.
+    pub attr_clr: u64,
+}
+
+/// A detached clone of the tree at `source` (an `open_tree(OPEN_TREE_CLONE)`
+/// fd, close on exec) with the flags of `opts` and id-mapped through a user
+/// namespace with the mappings `uids`/`gids` (`MOUNT_ATTR_IDMAP`): ready for
+/// [`attach`] (or `move_mount` elsewhere).
+pub fn idmapped_tree(
+    source: &Path,
+    opts: &TreeOptions,
+    uids: &[IdMap],
+    gids: &[IdMap],
+) -> io::Result<OwnedFd> {
+    let src = CString::new(source.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if m.recursive {
+    if opts.recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
     // SAFETY: open_tree reads a NUL-terminated path alive for the call; the
@@ -78,23 +115,23 @@ pub fn detached_mount(m: &IdmappedMount) -> io::Result<OwnedFd> {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(
             e.kind(),
-            format!("open_tree {}: {e}", m.source.display()),
+            format!("open_tree {}: {e}", source.display()),
         ));
     }
     // SAFETY: fd was just returned by open_tree and is owned here only.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     // The flags apply to the top mount, as runc's bind remount does.
-    if m.attr_set != 0 || m.attr_clr != 0 {
+    if opts.attr_set != 0 || opts.attr_clr != 0 {
         let attr = MountAttr {
-            attr_set: m.attr_set,
-            attr_clr: m.attr_clr,
+            attr_set: opts.attr_set,
+            attr_clr: opts.attr_clr,
             propagation: 0,
             userns_fd: 0,
         };
         mount_setattr(&tree, 0, &attr)
             .map_err(|e| io::Error::new(e.kind(), format!("set the mount flags: {e}")))?;
     }
-    let userns = user_namespace(&m.uid_mappings, &m.gid_mappings)
+    let userns = user_namespace(uids, gids)
         .map_err(|e| io::Error::new(e.kind(), format!("user namespace of the mappings: {e}")))?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
@@ -102,7 +139,7 @@ pub fn detached_mount(m: &IdmappedMount) -> io::Result<OwnedFd> {
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
-    let rec = if m.recursive_idmap {
+    let rec = if opts.recursive_idmap {
         libc::AT_RECURSIVE
     } else {
         0
@@ -110,10 +147,39 @@ pub fn detached_mount(m: &IdmappedMount) -> io::Result<OwnedFd> {
     mount_setattr(&tree, rec, &attr).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("id-map {} (MOUNT_ATTR_IDMAP): {e}", m.source.display()),
+            format!("id-map {} (MOUNT_ATTR_IDMAP): {e}", source.display()),
         )
     })?;
     Ok(tree)
+}
+
+/// `move_mount(2)` flag (linux/mount.h).
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Attach the detached `tree` at `target` (`move_mount`).
+pub fn attach(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    let dst = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: move_mount with an open fd, an empty and a NUL-terminated path,
+    // both alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("attach the id-mapped mount at {}: {e}", target.display()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

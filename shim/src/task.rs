@@ -339,6 +339,15 @@ impl TaskService {
         let bundle = PathBuf::from(&req.bundle);
         let rootfs = bundle.join("rootfs");
         let mounts = req.rootfs.to_vec();
+        for (i, m) in mounts.iter().enumerate() {
+            log::info!(
+                "create {id}: rootfs mount {i}: type={} source={} target={:?} options={:?}",
+                m.type_,
+                m.source,
+                m.target,
+                m.options
+            );
+        }
         let rootfs_mounted = !mounts.is_empty();
         if rootfs_mounted {
             let target = rootfs.clone();
