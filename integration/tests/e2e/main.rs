@@ -14,7 +14,6 @@ mod cri_lifecycle;
 mod cri_logs;
 mod cri_pod;
 mod cri_resources;
-mod cri_userns;
 mod cri_util;
 mod events;
 mod exec;
