@@ -70,7 +70,7 @@ unit:
 # -- --test-threads=1 lxcri_containerd_2`. Last in `make test`, so that the run
 # ends on the e2e suite's own summary line.
 e2e: check-root
-	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1 --skip v2host::
+	$(CARGO) test -p lxcri-integration --test e2e -- --test-threads=1 --skip v2host:: --skip selinux_vm::
 
 # The end-to-end tests for a pure cgroup v2 host with systemd as PID 1, in one
 # boot of the VM of scripts/vm/run.sh (docs/vm.md): the e2e scenarios of
@@ -78,15 +78,21 @@ e2e: check-root
 # the systemd cgroup driver's tests (integration/tests/systemd_vm.rs). The test
 # binaries built here run there, against the installed binaries (install-bin
 # first). Accelerator: KVM, or qemu's emulator where /dev/kvm cannot run
-# Debian's kernel (PVM); LXCRI_VM_ACCEL overrides.
+# Debian's kernel (PVM); LXCRI_VM_ACCEL overrides. Then a second boot with
+# SELinux instead of AppArmor (LXCRI_VM_LSM=selinux, reference policy in
+# permissive mode) for the e2e scenarios of integration/tests/e2e/selinux_vm.rs
+# (VM_SELINUX filters them). VM_BOOTS picks the boots (default both), e.g.
+# `make e2e-vm VM_BOOTS=selinux VM_SELINUX=selinux_labels`.
 VM_E2E_EXTRA ?= lifecycle::echo_hello:: exec::exec_cwd_and_env::
 # Test name filters for a focused run, e.g. `make e2e-vm VM_E2E=v2host::hugetlb
 # VM_SYSTEMD=lxcri_lifecycle`; `VM_SYSTEMD=--list` runs no systemd_vm test.
 VM_E2E ?= v2host:: $(VM_E2E_EXTRA)
 VM_SYSTEMD ?=
-# A second boot with systemd's hybrid cgroup layout runs the systemd_vm tests
-# again (VM_HYBRID=no skips it).
-VM_HYBRID ?= yes
+VM_SELINUX ?= selinux_vm::
+# The boots: apparmor (pure v2, AppArmor: v2host + extras, systemd_vm), hybrid
+# (systemd's hybrid cgroup layout: systemd_vm again), selinux (SELinux
+# permissive: selinux_vm).
+VM_BOOTS ?= apparmor hybrid selinux
 VM_TIMEOUT ?= 7200
 # The path of integration test target $(1), built if needed (a shell command).
 test_exe = $(CARGO) test -p lxcri-integration --test $(1) --no-run --message-format=json \
@@ -95,16 +101,21 @@ test_exe = $(CARGO) test -p lxcri-integration --test $(1) --no-run --message-for
 e2e-vm: check-root
 	@e2e=$$($(call test_exe,e2e)); sd=$$($(call test_exe,systemd_vm)); \
 	test -x "$$e2e" && test -x "$$sd" || { echo "e2e-vm: test binaries missing" >&2; exit 1; }; \
-	cd integration && status=0; \
+	cd integration || exit 1; a=0; h=0; c=0; \
+	case " $(VM_BOOTS) " in *" apparmor "*) \
 	../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
 		'"$$0" --test-threads=1 $(VM_E2E); a=$$?; "$$1" --test-threads=1 $(VM_SYSTEMD); b=$$?; \
 		 echo "e2e-vm: v2host+extra exit $$a, systemd_vm exit $$b"; [ $$a -eq 0 ] && [ $$b -eq 0 ]' \
-		"$$e2e" "$$sd" || status=1; \
-	if [ "$(VM_HYBRID)" = yes ]; then \
-		LXCRI_VM_CGROUP=hybrid ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- \
-			"$$sd" --test-threads=1 $(VM_SYSTEMD) || status=1; \
-		echo "e2e-vm: systemd_vm on the hybrid boot done (status so far $$status)"; \
-	fi; exit $$status
+		"$$e2e" "$$sd" || a=$$?;; esac; \
+	case " $(VM_BOOTS) " in *" hybrid "*) \
+	LXCRI_VM_CGROUP=hybrid ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- \
+		"$$sd" --test-threads=1 $(VM_SYSTEMD) || h=$$?; \
+	echo "e2e-vm: systemd_vm on the hybrid boot exit $$h";; esac; \
+	case " $(VM_BOOTS) " in *" selinux "*) \
+	LXCRI_VM_LSM=selinux ../scripts/vm/run.sh --timeout $(VM_TIMEOUT) -- sh -c \
+		'"$$0" --test-threads=1 $(VM_SELINUX); c=$$?; echo "e2e-vm: selinux_vm exit $$c"; exit $$c' \
+		"$$e2e" || c=$$?;; esac; \
+	[ $$a -eq 0 ] && [ $$h -eq 0 ] && [ $$c -eq 0 ]
 
 # critest (cri-tools' CRI validation suite) against containerd 2.x's CRI plugin,
 # handler runc then handler lxcri, each on a fresh pod-network daemon with a

@@ -54,6 +54,14 @@ packages=(
 	kmod
 	# apparmor_parser and the profiles the VM loads (v2host::apparmor_*)
 	apparmor
+	# the VM's SELinux mode (LXCRI_VM_LSM=selinux, selinux_vm e2e tests):
+	# Debian's reference policy, loaded by systemd at boot in permissive mode
+	# (/etc/selinux/config from policycoreutils), getenforce and seinfo. On a
+	# host without SELinux in its kernel they change nothing.
+	selinux-policy-default
+	policycoreutils
+	selinux-utils
+	setools
 )
 
 export DEBIAN_FRONTEND=noninteractive

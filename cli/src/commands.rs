@@ -367,6 +367,7 @@ fn pending_state(
         annotations: Default::default(),
         seccomp: None,
         apparmor_profile: None,
+        selinux_label: None,
         poststart: Vec::new(),
         poststop: Vec::new(),
         hook_helper: PathBuf::new(),

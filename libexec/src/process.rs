@@ -110,6 +110,9 @@ pub fn setup(spec: &ProcessSpec, on_listener: ListenerHandler<'_>) -> Result<(),
     if let Some(profile) = &spec.apparmor_profile {
         apparmor_exec(profile)?;
     }
+    if let Some(label) = &spec.selinux_label {
+        selinux_exec(label)?;
+    }
     if let Some(u) = spec.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(u));
     }
@@ -404,6 +407,20 @@ fn apparmor_exec(profile: &str) -> Result<(), String> {
         "apply AppArmor profile {profile:?}: no AppArmor exec attribute: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     ))
+}
+
+/// Enter SELinux context `label` at the next execve (runc's
+/// `selinux.SetExecLabel`): the label into this thread's exec attribute
+/// (SELinux's `/proc/thread-self/attr/exec`; the kernel refuses a context its
+/// policy does not know with EINVAL).
+fn selinux_exec(label: &str) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/thread-self/attr/exec")
+        .map_err(|e| format!("apply SELinux label {label:?}: no exec attribute: {e}"))?;
+    std::io::Write::write_all(&mut f, label.as_bytes()).map_err(|e| {
+        format!("apply SELinux label {label:?} (is it valid in the loaded policy?): {e}")
+    })
 }
 
 /// Move the preserved fds from [`PRESERVED_FDS_BASE`].. down to 3.. (without

@@ -97,6 +97,10 @@ pub struct ProcessSpec {
     /// process's AppArmor exec attribute before the user switch, as runc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apparmor_profile: Option<String>,
+    /// `process.selinuxLabel`: the SELinux context the exec enters (written
+    /// to the thread's exec attribute before the user switch, as runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux_label: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

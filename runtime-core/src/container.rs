@@ -123,6 +123,9 @@ pub struct ContainerState {
     /// The container's AppArmor profile, for execs that name none (like runc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apparmor_profile: Option<String>,
+    /// The container's SELinux label, for execs that name none (like runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux_label: Option<String>,
     /// poststart hooks, run after a successful start through `hook_helper`.
     #[serde(default)]
     pub poststart: Vec<HookSpec>,
@@ -787,6 +790,7 @@ impl Container {
             annotations,
             seccomp: t.init.process.seccomp.clone(),
             apparmor_profile: t.init.process.apparmor_profile.clone(),
+            selinux_label: t.init.process.selinux_label.clone(),
             poststart: t.hooks.poststart.clone(),
             poststop: t.hooks.poststop.clone(),
             hook_helper,
@@ -849,6 +853,9 @@ impl Container {
         spec.seccomp = self.state.seccomp.clone();
         if spec.apparmor_profile.is_none() {
             spec.apparmor_profile = self.state.apparmor_profile.clone();
+        }
+        if spec.selinux_label.is_none() {
+            spec.selinux_label = self.state.selinux_label.clone();
         }
         spec.memory_policy = self.state.memory_policy.clone();
         if spec.io_priority.is_none() {
@@ -1448,6 +1455,7 @@ mod tests {
             annotations: [("a".to_string(), "b".to_string())].into(),
             seccomp: None,
             apparmor_profile: None,
+            selinux_label: None,
             poststart: vec![],
             poststop: vec![],
             hook_helper: "/usr/local/libexec/lxcri/lxcri-hook".into(),

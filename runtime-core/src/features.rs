@@ -103,10 +103,12 @@ pub fn features(annotations: Value) -> Value {
                 ],
                 "supportedFlags": supported_seccomp_flags(),
             },
-            // AppArmor profiles are entered at the exec (where the host has
-            // AppArmor); SELinux labels are refused (only empty passes).
+            // Support built in, as the spec means `enabled` (runc says the
+            // same): AppArmor profiles and SELinux labels are entered at the
+            // exec where the host has the LSM; elsewhere a profile or label
+            // is an error naming the field.
             "apparmor": { "enabled": true },
-            "selinux": { "enabled": false },
+            "selinux": { "enabled": true },
             "intelRdt": { "enabled": false },
             // Id-mapped bind mounts, as runc 1.2 (mount_setattr MOUNT_ATTR_IDMAP).
             "mountExtensions": { "idmap": { "enabled": true } },

@@ -67,6 +67,18 @@ ExecStart=
 ExecStart=/bin/sh /etc/lxcri-vm/apparmor-load.sh
 UNIT
 
+# SELinux mode (LXCRI_VM_LSM=selinux, run.sh): systemd loads the reference
+# policy (selinux-policy-default) in permissive mode: the shared root's files
+# carry no labels (the host has no SELinux), so an enforcing policy would deny
+# the boot. The autorelabel units would relabel the whole root: never here.
+if [ "$(cat "$xfer/lsm" 2>/dev/null)" = selinux ]; then
+	mkdir -p "$root/etc/selinux"
+	printf 'SELINUX=permissive\nSELINUXTYPE=default\n' >"$root/etc/selinux/config"
+fi
+for u in selinux-autorelabel-mark.service selinux-autorelabel.service; do
+	ln -sf /dev/null "$units/$u"
+done
+
 # Host services that would fail or wander off in the VM (no network).
 # Under qemu's emulator (TCG) every unit costs seconds: the ones a container
 # host does not need go too (udev: the guest has no hotplug; sysusers and

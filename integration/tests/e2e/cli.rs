@@ -572,6 +572,7 @@ fn list_features_spec() {
         );
         ensure!(f["linux"]["seccomp"]["enabled"] == true, "{f}");
         ensure!(f["linux"]["apparmor"]["enabled"] == true, "{f}");
+        ensure!(f["linux"]["selinux"]["enabled"] == true, "{f}");
         ensure!(f["hooks"].as_array().is_some_and(|h| h.len() == 6), "{f}");
         ensure!(f["linux"]["cgroup"]["v1"] == true, "{f}");
 

@@ -31,6 +31,7 @@ mod runc_shim_binary;
 mod runtime_selection;
 mod seccomp;
 mod seccomp_notify;
+mod selinux_vm;
 mod spec;
 mod spec_cgroups;
 mod spec_idmap;

@@ -138,7 +138,10 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     let log = ctx.rundir.join("lxc.log");
     lxc.push("(runtime)", "lxc.log.file", log.to_string_lossy())?;
     lxc.push("(runtime)", "lxc.log.level", ctx.log_level)?;
-    security::translate(spec, ctx.host, &mut lxc)?;
+    let mount_label = security::translate(spec, ctx.host, &mut lxc)?;
+    if let (Some(l), true) = (&mount_label, ctx.host.selinux) {
+        security::check_selinux_context("linux.mountLabel", l)?;
+    }
     let rootfs = root::translate(spec, ctx.bundle, &mut lxc)?;
     let nss = namespaces::translate(spec, &mut lxc)?;
     netdevices::translate(spec, &crate::netaddr::global_addresses, &mut lxc)?;
@@ -170,8 +173,14 @@ pub fn translate(spec: &Spec, ctx: &Context) -> Result<Translation, SpecError> {
     // The container's user namespace mappings (new or joined), as liblxc gets
     // them: what `idmap`/`ridmap` mounts without mappings of their own take.
     let container_maps = container_id_maps(&lxc);
-    let init_mounts =
-        mounts::translate(spec, ctx.bundle, &rootfs, container_maps.as_ref(), &mut lxc)?;
+    let init_mounts = mounts::translate(
+        spec,
+        ctx.bundle,
+        &rootfs,
+        container_maps.as_ref(),
+        mount_label.as_deref(),
+        &mut lxc,
+    )?;
     sysctl::translate(spec, &mut lxc)?;
     let cgroups = resources::translate_with(spec, ctx.id, ctx.layout, ctx.cgroup_driver, &mut lxc)?;
     let mut init = InitSpec {

@@ -12,6 +12,18 @@
 //! filesystem; any other option it *drops silently*, so lxcri refuses every
 //! option it cannot name, except `tmpcopyup` on a tmpfs whose destination is
 //! empty or missing in the rootfs (there is nothing to copy up).
+//!
+//! `linux.mountLabel` (SELinux host only): as runc (`label.FormatMountLabel`
+//! in its rootfs_linux.go), every mount but bind mounts, proc, sysfs, mqueue
+//! and cgroups gets the option `context="LABEL"` (tmpfs, /dev's among them,
+//! overlay ...). mqueue cannot take one: its superblock is the IPC
+//! namespace's, made without options, and SELinux refuses other settings on
+//! it (EINVAL); runc relabels its root with setxattr instead, which lxcri does
+//! not do (yet). liblxc splits the options at commas and drops the pieces it
+//! does not know, so a label with a comma (`s0:c1,c2`) is refused earlier
+//! (`security`). liblxc's own /dev/pts instance (it replaces the spec's
+//! devpts mount) and its autodev /dev tmpfs get no label: the spec's /dev
+//! tmpfs, mounted over the latter, does.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -439,6 +451,7 @@ pub fn translate(
     bundle: &Path,
     rootfs: &Path,
     container_maps: Option<&(Vec<IdMap>, Vec<IdMap>)>,
+    mount_label: Option<&str>,
     lxc: &mut LxcConfig,
 ) -> Result<InitMounts, SpecError> {
     let mut propagation = Vec::new();
@@ -625,6 +638,12 @@ pub fn translate(
             (sp.to_string_lossy().into_owned(), "none".to_string())
         } else {
             create = "create=dir";
+            if let (Some(label), false) = (
+                mount_label,
+                matches!(typ.as_str(), "proc" | "sysfs" | "mqueue"),
+            ) {
+                opts.push(format!("context=\"{label}\""));
+            }
             let src = if source.is_empty() {
                 typ.clone()
             } else {
@@ -719,7 +738,7 @@ mod tests {
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, None, &mut lxc).unwrap();
+        translate(&s, b.path(), &r, None, None, &mut lxc).unwrap();
         assert_eq!(
             lxc.render(),
             "\
@@ -734,6 +753,39 @@ lxc.pty.max = 1024
         );
     }
 
+    /// `linux.mountLabel` (SELinux host): `context="LABEL"` on every mount but
+    /// binds, proc, sysfs, mqueue and cgroups, as runc; liblxc's devpts takes
+    /// none.
+    #[test]
+    fn golden_mount_label() {
+        let (b, r) = bundle();
+        let s = spec(serde_json::json!([
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]},
+            {"destination": "/b", "type": "bind", "source": "/tmp", "options": ["rbind"]},
+            {"destination": "/t", "type": "tmpfs"}
+        ]));
+        let mut lxc = LxcConfig::new();
+        let label = "system_u:object_r:svirt_tmpfs_t:s0:c1.c2";
+        translate(&s, b.path(), &r, None, Some(label), &mut lxc).unwrap();
+        assert_eq!(
+            lxc.render(),
+            r#"lxc.mount.entry = proc proc proc nosuid,create=dir 0 0
+lxc.mount.entry = tmpfs dev tmpfs nosuid,mode=755,context="system_u:object_r:svirt_tmpfs_t:s0:c1.c2",create=dir 0 0
+lxc.mount.entry = mqueue dev/mqueue mqueue create=dir 0 0
+lxc.mount.entry = sysfs sys sysfs ro,create=dir 0 0
+lxc.mount.entry = /tmp b none rbind,create=dir 0 0
+lxc.mount.entry = tmpfs t tmpfs context="system_u:object_r:svirt_tmpfs_t:s0:c1.c2",create=dir 0 0
+lxc.mount.auto = cgroup:ro:force
+lxc.pty.max = 1024
+"#
+        );
+    }
+
     #[test]
     fn bind_mounts_escape_and_create() {
         let (b, r) = bundle();
@@ -744,7 +796,7 @@ lxc.pty.max = 1024
             {"destination": "/etc/x", "type": "none", "source": "file", "options": ["rbind", "rprivate"]}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, None, &mut lxc).unwrap();
+        translate(&s, b.path(), &r, None, None, &mut lxc).unwrap();
         let entries: Vec<&str> = lxc.get_all("lxc.mount.entry").collect();
         assert_eq!(lxc.get_all("lxc.pty.max").collect::<Vec<_>>(), vec!["0"]);
         let d = b.path().display();
@@ -767,7 +819,7 @@ lxc.pty.max = 1024
             {"destination": "/ro", "type": "bind", "source": "/tmp", "options": ["rbind", "rro", "nosuid"]}
         ]));
         let mut lxc = LxcConfig::new();
-        let m = translate(&s, b.path(), &r, None, &mut lxc).unwrap();
+        let m = translate(&s, b.path(), &r, None, None, &mut lxc).unwrap();
         assert_eq!(m.recursive_readonly, vec!["/ro".to_string()]);
         assert_eq!(
             lxc.render(),
@@ -794,7 +846,7 @@ lxc.pty.max = 1024
             {"destination": "/o", "type": "overlay", "source": "overlay", "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}
         ]));
         let mut lxc = LxcConfig::new();
-        let prop = translate(&s, b.path(), &r, None, &mut lxc)
+        let prop = translate(&s, b.path(), &r, None, None, &mut lxc)
             .unwrap()
             .propagation;
         assert_eq!(
@@ -842,7 +894,7 @@ lxc.pty.max = 0
             {"destination": "/run/link/y", "type": "tmpfs"}
         ]));
         let mut lxc = LxcConfig::new();
-        translate(&s, b.path(), &r, None, &mut lxc).unwrap();
+        translate(&s, b.path(), &r, None, None, &mut lxc).unwrap();
         let dests: Vec<String> = lxc
             .get_all("lxc.mount.entry")
             .map(|e| e.split(' ').nth(1).unwrap().to_string())
@@ -852,11 +904,11 @@ lxc.pty.max = 0
             ["real/dir", "real/x", "etc/passwd", "run", "run/link/y"]
         );
         let s = spec(serde_json::json!([{"destination": "/loop1/x", "type": "tmpfs"}]));
-        let e = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
+        let e = translate(&s, b.path(), &r, None, None, &mut LxcConfig::new()).unwrap_err();
         assert_eq!(e.field, "mounts[0].destination");
         link("/", "toroot");
         let s = spec(serde_json::json!([{"destination": "/toroot", "type": "tmpfs"}]));
-        let e = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
+        let e = translate(&s, b.path(), &r, None, None, &mut LxcConfig::new()).unwrap_err();
         assert_eq!(e.field, "mounts[0].destination");
     }
 
@@ -887,7 +939,7 @@ lxc.pty.max = 0
         ]));
         let container = (vec![map(0, 100000, 65536)], vec![map(0, 200000, 65536)]);
         let mut lxc = LxcConfig::new();
-        let m = translate(&s, b.path(), &r, Some(&container), &mut lxc).unwrap();
+        let m = translate(&s, b.path(), &r, Some(&container), None, &mut lxc).unwrap();
         assert_eq!(
             lxc.render(),
             "\
@@ -1005,7 +1057,8 @@ lxc.pty.max = 0
             ),
         ];
         for (m, field) in cases {
-            let e = translate(&spec(m), b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
+            let e =
+                translate(&spec(m), b.path(), &r, None, None, &mut LxcConfig::new()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
         // Earlier mounts around it are fine (liblxc mounts them first), and so
@@ -1017,7 +1070,7 @@ lxc.pty.max = 0
             {"destination": "/a", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
             {"destination": "/c", "type": "tmpfs"}
         ]));
-        let m = translate(&s, b.path(), &r, None, &mut LxcConfig::new()).unwrap();
+        let m = translate(&s, b.path(), &r, None, None, &mut LxcConfig::new()).unwrap();
         let dests: Vec<&str> = m.idmapped.iter().map(|m| m.destination.as_str()).collect();
         assert_eq!(dests, ["a/b", "a/b/c", "a"]);
     }
@@ -1078,7 +1131,8 @@ lxc.pty.max = 0
             ),
         ];
         for (m, field) in cases {
-            let e = translate(&spec(m), b.path(), &r, None, &mut LxcConfig::new()).unwrap_err();
+            let e =
+                translate(&spec(m), b.path(), &r, None, None, &mut LxcConfig::new()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
     }

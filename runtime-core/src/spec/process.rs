@@ -135,7 +135,11 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         p.apparmor_profile().as_deref(),
         host,
     )?;
-    super::security::check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
+    let selinux_label =
+        super::security::check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
+    if let Some(l) = &selinux_label {
+        super::security::check_selinux_context("process.selinuxLabel", l)?;
+    }
     let io_priority = match p.io_priority() {
         None => None,
         Some(io) => Some(io_priority(io.class(), io.priority())?),
@@ -265,6 +269,7 @@ pub fn translate_process(p: &Process, rootfs: &Path) -> Result<ProcessSpec, Spec
         cpu_affinity,
         preserved_fds: 0,
         apparmor_profile,
+        selinux_label,
     })
 }
 
@@ -551,6 +556,10 @@ mod tests {
             (
                 serde_json::json!({"args": ["a"], "cwd": "/", "apparmorProfile": "x", "user": {"uid": 0, "gid": 0}}),
                 "process.apparmorProfile",
+            ),
+            (
+                serde_json::json!({"args": ["a"], "cwd": "/", "selinuxLabel": "system_u:system_r:svirt_t:s0", "user": {"uid": 0, "gid": 0}}),
+                "process.selinuxLabel",
             ),
             (
                 serde_json::json!({"args": ["a"], "cwd": "/", "oomScoreAdj": 5000, "user": {"uid": 0, "gid": 0}}),

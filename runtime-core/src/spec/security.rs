@@ -5,8 +5,16 @@
 //! a label other than "unconfined"/empty is a clear error (runc fails too).
 //! AppArmor: liblxc is told `lxc.apparmor.profile = unconfined` (else it would
 //! confine our init with its default profile before the init's set-up), and the
-//! process enters the spec's profile at its exec, as runc does. SELinux labels
-//! are not supported yet.
+//! process enters the spec's profile at its exec, as runc does.
+//!
+//! SELinux, as runc applies it: the init (and each exec'd process) writes
+//! `process.selinuxLabel` to its exec attribute (`/proc/thread-self/attr/exec`)
+//! right before its execve; liblxc gets no `lxc.selinux.context` (unset, it
+//! leaves the init's context alone: its default "unconfined_t" means "change
+//! nothing"), only `lxc.selinux.context.keyring` = the label, so that the
+//! session keyring liblxc creates carries the process label (runc's
+//! `SetKeyLabel`). `linux.mountLabel` becomes a `context="LABEL"` option of the
+//! container's mounts that take one (see `mounts`).
 
 use oci_spec::runtime::{LinuxPersonalityDomain, Spec};
 
@@ -26,7 +34,7 @@ impl HostFeatures {
     pub fn detect() -> HostFeatures {
         let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y");
-        let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+        let selinux = selinux_enabled();
         let resctrl = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
             m.lines().any(|l| {
                 l.split(" - ")
@@ -40,6 +48,26 @@ impl HostFeatures {
             resctrl,
         }
     }
+}
+
+/// SELinux is on, as runc (go-selinux) finds it: a selinuxfs is mounted and
+/// its `enforce` file is readable.
+fn selinux_enabled() -> bool {
+    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mi.lines().any(|l| {
+        let mut halves = l.split(" - ");
+        let (Some(pre), Some(post)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        if !post.starts_with("selinuxfs ") {
+            return false;
+        }
+        pre.split(' ')
+            .nth(4)
+            .is_some_and(|mnt| std::fs::read_to_string(format!("{mnt}/enforce")).is_ok())
+    })
 }
 
 /// `process.apparmorProfile` (also of an exec'd process): the profile the
@@ -65,35 +93,85 @@ pub fn check_apparmor(
     }
 }
 
-/// `process.selinuxLabel` and `linux.mountLabel`.
+/// `process.selinuxLabel` (also of an exec'd process) and `linux.mountLabel`:
+/// the label to apply (None: none asked). Without SELinux on the host a label
+/// is an error naming the field (runc fails too). A label must be one token:
+/// no whitespace, quote, newline or NUL (it goes into a mount option and into
+/// the lxc config); whether the policy knows it, the kernel says at its use.
 pub fn check_selinux(
     field: &str,
     label: Option<&str>,
     host: HostFeatures,
-) -> Result<(), SpecError> {
+) -> Result<Option<String>, SpecError> {
     match label {
-        None | Some("") => Ok(()),
+        None | Some("") => Ok(None),
         Some(l) if !host.selinux => Err(SpecError::new(
             field,
             format!("SELinux is not enabled on this host: cannot apply label {l:?}"),
         )),
-        Some(_) => Err(SpecError::new(
-            field,
-            "SELinux labels are not supported by lxcri yet",
-        )),
+        Some(l) => {
+            if l.contains(|c: char| c.is_whitespace() || c == '"' || c == '\0') {
+                return Err(SpecError::new(
+                    field,
+                    format!("{l:?} is not an SELinux context (whitespace, quote or NUL in it)"),
+                ));
+            }
+            Ok(Some(l.to_string()))
+        }
     }
 }
 
+/// Ask the running kernel whether its loaded policy knows SELinux context
+/// `label` (libselinux's `security_check_context`: a write to selinuxfs's
+/// `context` file fails with EINVAL for an unknown one). Only on a host with
+/// SELinux; a label it refuses is an error naming the field at create, before
+/// liblxc (which would fail on it labelling the session keyring, unnamed).
+pub fn check_selinux_context(field: &str, label: &str) -> Result<(), SpecError> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mnt = mi
+        .lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            post.starts_with("selinuxfs ")
+                .then(|| pre.split(' ').nth(4).map(str::to_string))?
+        })
+        .unwrap_or_else(|| "/sys/fs/selinux".to_string());
+    let path = format!("{mnt}/context");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            SpecError::new(field, format!("check SELinux label {label:?}: {path}: {e}"))
+        })?;
+    std::io::Write::write_all(&mut f, label.as_bytes()).map_err(|e| {
+        SpecError::new(
+            field,
+            format!("SELinux label {label:?} is not valid in the loaded policy: {e}"),
+        )
+    })
+}
+
 /// The host-dependent checks and `linux.personality` (`lxc.arch`, which liblxc
-/// applies with personality(2) before the init; exec keeps it).
-pub fn translate(spec: &Spec, host: HostFeatures, lxc: &mut LxcConfig) -> Result<(), SpecError> {
+/// applies with personality(2) before the init; exec keeps it). Returns
+/// `linux.mountLabel`, for the mounts.
+pub fn translate(
+    spec: &Spec,
+    host: HostFeatures,
+    lxc: &mut LxcConfig,
+) -> Result<Option<String>, SpecError> {
     if let Some(p) = spec.process().as_ref() {
         check_apparmor(
             "process.apparmorProfile",
             p.apparmor_profile().as_deref(),
             host,
         )?;
-        check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
+        let label = check_selinux("process.selinuxLabel", p.selinux_label().as_deref(), host)?;
+        if let Some(label) = label {
+            // The init enters the label at its exec; liblxc labels the
+            // session keyring it makes (lxc.keyring.session) with it, as runc.
+            lxc.push("process.selinuxLabel", "lxc.selinux.context.keyring", label)?;
+        }
     }
     if host.apparmor {
         // liblxc would confine the init with its own default profile before
@@ -105,9 +183,19 @@ pub fn translate(spec: &Spec, host: HostFeatures, lxc: &mut LxcConfig) -> Result
         )?;
     }
     let Some(l) = spec.linux().as_ref() else {
-        return Ok(());
+        return Ok(None);
     };
-    check_selinux("linux.mountLabel", l.mount_label().as_deref(), host)?;
+    let mount_label = check_selinux("linux.mountLabel", l.mount_label().as_deref(), host)?;
+    if mount_label.as_deref().is_some_and(|m| m.contains(',')) {
+        // liblxc splits mount options at commas and drops the pieces it does
+        // not know: `context="...:c1,c2"` would reach mount(2) as `...:c1`.
+        return Err(SpecError::new(
+            "linux.mountLabel",
+            "a label with a comma (a category set such as s0:c1,c2) cannot pass \
+             liblxc's mount options (it drops what follows the comma); write \
+             consecutive categories as a range (s0:c1.c2)",
+        ));
+    }
     if l.intel_rdt().is_some() {
         return Err(if host.resctrl {
             SpecError::new(
@@ -134,7 +222,7 @@ pub fn translate(spec: &Spec, host: HostFeatures, lxc: &mut LxcConfig) -> Result
         };
         lxc.push("linux.personality.domain", "lxc.arch", arch)?;
     }
-    Ok(())
+    Ok(mount_label)
 }
 
 #[cfg(test)]
@@ -207,13 +295,69 @@ mod tests {
             ),
         ];
         for (s, field, why) in cases {
-            let e = translate(&spec(s.clone()), none, &mut lxc).unwrap_err();
+            let e = translate(&spec(s), none, &mut lxc).unwrap_err();
             assert_eq!(e.field, field);
             assert!(e.reason.contains(why), "{e}");
-            let e = translate(&spec(s), all, &mut lxc).unwrap_err();
-            assert_eq!(e.field, field);
-            assert!(e.reason.contains("not supported"), "{e}");
         }
+        let e = translate(
+            &spec(serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}})),
+            all,
+            &mut lxc,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "linux.intelRdt");
+        assert!(e.reason.contains("not supported"), "{e}");
+    }
+
+    /// SELinux host: the process label goes to the init (process module) and
+    /// labels liblxc's session keyring; liblxc gets no process context of
+    /// its own; the mount label is returned for the mounts. Bad labels name
+    /// their field.
+    #[test]
+    fn golden_selinux() {
+        let se = HostFeatures {
+            selinux: true,
+            ..HostFeatures::default()
+        };
+        let label = "system_u:system_r:svirt_t:s0:c1,c2";
+        let mount = "system_u:object_r:svirt_tmpfs_t:s0:c1.c2";
+        let mut lxc = LxcConfig::new();
+        let mut s = spec(process(serde_json::json!({"selinuxLabel": label})));
+        s.set_linux(Some(
+            serde_json::from_value(serde_json::json!({"mountLabel": mount})).unwrap(),
+        ));
+        let got = translate(&s, se, &mut lxc).unwrap();
+        assert_eq!(got.as_deref(), Some(mount));
+        assert_eq!(
+            lxc.render(),
+            "lxc.selinux.context.keyring = system_u:system_r:svirt_t:s0:c1,c2\n"
+        );
+        let mut lxc = LxcConfig::new();
+        let got = translate(&spec(process(serde_json::json!({}))), se, &mut lxc).unwrap();
+        assert_eq!(got, None);
+        assert_eq!(lxc.render(), "");
+
+        let f = "process.selinuxLabel";
+        assert_eq!(check_selinux(f, None, se).unwrap(), None);
+        assert_eq!(check_selinux(f, Some(""), se).unwrap(), None);
+        assert_eq!(
+            check_selinux(f, Some(label), se).unwrap().as_deref(),
+            Some(label)
+        );
+        for bad in ["a\nlxc.x = y", "a b", "a\"b", "a\0b"] {
+            let e = check_selinux(f, Some(bad), se).unwrap_err();
+            assert_eq!(e.field, f);
+        }
+        let mut s = spec(serde_json::json!({}));
+        s.set_linux(Some(
+            serde_json::from_value(serde_json::json!({"mountLabel": label})).unwrap(),
+        ));
+        let e = translate(&s, se, &mut LxcConfig::new()).unwrap_err();
+        assert_eq!(e.field, "linux.mountLabel");
+        assert!(e.reason.contains("comma"), "{e}");
+        let e = check_selinux(f, Some(label), HostFeatures::default()).unwrap_err();
+        assert_eq!(e.field, f);
+        assert!(e.reason.contains("SELinux is not enabled"), "{e}");
     }
 
     /// AppArmor: without it on the host only "unconfined"/empty pass; with it,
