@@ -1342,6 +1342,23 @@ fn idmapped_mount() {
             out.code != 0 && out.stderr.contains(&format!("mounts[{n}].uidMappings")),
             "{out}"
         );
+        // A later mount below an id-mapped one: an order lxcri cannot keep
+        // (id-mapped mounts are attached after liblxc's), refused naming it.
+        let b3 = env.bundle("idmap-overlap", &["true"], |v| {
+            let m = v["mounts"].as_array_mut().unwrap();
+            m.push(serde_json::json!({
+                "destination": "/m", "type": "bind", "source": src, "options": ["rbind"],
+                "uidMappings": maps, "gidMappings": maps}));
+            m.push(serde_json::json!({"destination": "/m/t", "type": "tmpfs", "source": "tmpfs"}));
+        })?;
+        let out = env.lxcri(&["run", "--bundle", b3.to_str().unwrap(), &id])?;
+        ensure!(
+            out.code != 0
+                && out
+                    .stderr
+                    .contains(&format!("mounts[{}].destination", n + 1)),
+            "{out}"
+        );
         env.finish()
     })());
 }
