@@ -34,14 +34,12 @@ impl HostFeatures {
     pub fn detect() -> HostFeatures {
         let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y");
-        let selinux = selinux_enabled();
-        let resctrl = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
-            m.lines().any(|l| {
-                l.split(" - ")
-                    .nth(1)
-                    .is_some_and(|t| t.starts_with("resctrl "))
-            })
-        });
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        // SELinux is on as runc (go-selinux) finds it: a selinuxfs is mounted
+        // and its `enforce` file is readable.
+        let selinux = mount_points(&mountinfo, "selinuxfs")
+            .any(|mnt| std::fs::read_to_string(format!("{mnt}/enforce")).is_ok());
+        let resctrl = mount_points(&mountinfo, "resctrl").next().is_some();
         HostFeatures {
             apparmor,
             selinux,
@@ -50,23 +48,16 @@ impl HostFeatures {
     }
 }
 
-/// SELinux is on, as runc (go-selinux) finds it: a selinuxfs is mounted and
-/// its `enforce` file is readable.
-fn selinux_enabled() -> bool {
-    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    mi.lines().any(|l| {
-        let mut halves = l.split(" - ");
-        let (Some(pre), Some(post)) = (halves.next(), halves.next()) else {
-            return false;
-        };
-        if !post.starts_with("selinuxfs ") {
-            return false;
+/// The mount points of the filesystems of type `fstype` in `mountinfo`
+/// (`/proc/self/mountinfo` text).
+fn mount_points<'a>(mountinfo: &'a str, fstype: &'a str) -> impl Iterator<Item = &'a str> {
+    mountinfo.lines().filter_map(move |l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let ty = post.split(' ').next()?;
+        if ty != fstype {
+            return None;
         }
-        pre.split(' ')
-            .nth(4)
-            .is_some_and(|mnt| std::fs::read_to_string(format!("{mnt}/enforce")).is_ok())
+        pre.split(' ').nth(4)
     })
 }
 
@@ -128,14 +119,9 @@ pub fn check_selinux(
 /// liblxc (which would fail on it labelling the session keyring, unnamed).
 pub fn check_selinux_context(field: &str, label: &str) -> Result<(), SpecError> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mnt = mi
-        .lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            post.starts_with("selinuxfs ")
-                .then(|| pre.split(' ').nth(4).map(str::to_string))?
-        })
-        .unwrap_or_else(|| "/sys/fs/selinux".to_string());
+    let mnt = mount_points(&mi, "selinuxfs")
+        .next()
+        .unwrap_or("/sys/fs/selinux");
     let path = format!("{mnt}/context");
     let mut f = std::fs::OpenOptions::new()
         .read(true)
@@ -227,6 +213,27 @@ pub fn translate(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mount_points_of_a_type() {
+        let mi = "25 30 0:23 / /sys/fs/selinux rw,relatime shared:6 - selinuxfs selinuxfs rw\n\
+                  26 30 0:24 / /sys/fs/resctrl rw - resctrl resctrl rw\n\
+                  27 30 0:25 / /mnt/selinuxfs-like rw - tmpfs selinuxfs rw\n";
+        assert_eq!(
+            mount_points(mi, "selinuxfs").collect::<Vec<_>>(),
+            ["/sys/fs/selinux"]
+        );
+        assert_eq!(
+            mount_points(mi, "resctrl").collect::<Vec<_>>(),
+            ["/sys/fs/resctrl"]
+        );
+        assert_eq!(
+            mount_points(mi, "tmpfs").collect::<Vec<_>>(),
+            ["/mnt/selinuxfs-like"]
+        );
+        assert_eq!(mount_points(mi, "cgroup2").count(), 0);
+    }
+
     use super::*;
 
     fn spec(v: serde_json::Value) -> Spec {
