@@ -552,7 +552,7 @@ impl Container {
             cfg.layout,
             cgroup::detect_hugetlb(cfg.layout),
         )?;
-        spec::resources::rdma_for_host(&spec, cfg.layout, cgroup::detect_rdma(cfg.layout))?;
+        spec::resources::rdma_for_host(&spec, cfg.layout, || cgroup::detect_rdma(cfg.layout))?;
         let hierarchies = if t.cgroups.relative {
             own_cgroup_bases()?
         } else {

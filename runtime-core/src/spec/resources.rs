@@ -649,13 +649,15 @@ pub fn hugetlb_for_host(
     }
 }
 
-/// `linux.resources.rdma` on a host whose rdma controller liblxc can (`available`)
-/// or cannot set: a limit it cannot set is an error naming the device's field
-/// (liblxc would fail the start without naming it; runc fails too).
-pub fn rdma_for_host(spec: &Spec, layout: Layout, available: bool) -> Result<(), SpecError> {
-    if available {
-        return Ok(());
-    }
+/// `linux.resources.rdma` on a host whose rdma controller liblxc can or cannot
+/// set (`available`, asked only when the spec has a limit): a limit it cannot
+/// set is an error naming the device's field (liblxc would fail the start
+/// without naming it; runc fails too).
+pub fn rdma_for_host(
+    spec: &Spec,
+    layout: Layout,
+    available: impl FnOnce() -> bool,
+) -> Result<(), SpecError> {
     let rdma = spec
         .linux()
         .as_ref()
@@ -670,6 +672,7 @@ pub fn rdma_for_host(spec: &Spec, layout: Layout, available: bool) -> Result<(),
     limited.sort();
     match limited.first() {
         None => Ok(()),
+        Some(_) if available() => Ok(()),
         Some(dev) => Err(SpecError::new(
             format!("linux.resources.rdma.{dev}"),
             match layout {
@@ -896,16 +899,16 @@ lxc.cgroup.pids.max = 100
         let limited = spec(serde_json::json!({"resources": {"rdma": {
             "mlx5_1": {"hcaHandles": 3}, "mlx5_0": {}, "mlx5_2": {"hcaObjects": 9}
         }}}));
-        let e = rdma_for_host(&limited, Layout::V1, false).unwrap_err();
+        let e = rdma_for_host(&limited, Layout::V1, || false).unwrap_err();
         assert_eq!(e.field, "linux.resources.rdma.mlx5_1");
         assert!(e.to_string().contains("cgroup v1"), "{e}");
-        let e = rdma_for_host(&limited, Layout::V2, false).unwrap_err();
+        let e = rdma_for_host(&limited, Layout::V2, || false).unwrap_err();
         assert_eq!(e.field, "linux.resources.rdma.mlx5_1");
-        rdma_for_host(&limited, Layout::V1, true).unwrap();
-        rdma_for_host(&limited, Layout::V2, true).unwrap();
+        rdma_for_host(&limited, Layout::V1, || true).unwrap();
+        rdma_for_host(&limited, Layout::V2, || true).unwrap();
         let unlimited = spec(serde_json::json!({"resources": {"rdma": {"mlx5_0": {}}}}));
-        rdma_for_host(&unlimited, Layout::V1, false).unwrap();
-        rdma_for_host(&spec(serde_json::json!({})), Layout::V1, false).unwrap();
+        rdma_for_host(&unlimited, Layout::V1, || false).unwrap();
+        rdma_for_host(&spec(serde_json::json!({})), Layout::V1, || false).unwrap();
     }
 
     /// A relative cgroupsPath: `lxc.cgroup.relative = 1`, the paths as given.
