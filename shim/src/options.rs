@@ -30,6 +30,25 @@ pub struct RuntimeOptions {
     pub io_owner: crate::io::IoOwner,
 }
 
+impl RuntimeOptions {
+    /// From the values of runc's option keys (the protobuf type's or the TOML
+    /// file's): an empty ShimCgroup is none, IoUid and IoGid both 0 no owner.
+    fn from_runc_keys(
+        systemd_cgroup: bool,
+        shim_cgroup: &str,
+        no_new_keyring: bool,
+        io_uid: u32,
+        io_gid: u32,
+    ) -> Self {
+        RuntimeOptions {
+            systemd_cgroup,
+            shim_cgroup: (!shim_cgroup.is_empty()).then(|| PathBuf::from(shim_cgroup)),
+            no_new_keyring,
+            io_owner: (io_uid != 0 || io_gid != 0).then_some((io_uid, io_gid)),
+        }
+    }
+}
+
 /// Decode `CreateTaskRequest.options`.
 pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions> {
     let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
@@ -57,12 +76,13 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions> {
                     log::debug!("runtime option {field} does not apply to lxcri, ignored");
                 }
             }
-            Ok(RuntimeOptions {
-                systemd_cgroup: o.systemd_cgroup,
-                shim_cgroup: (!o.shim_cgroup.is_empty()).then(|| PathBuf::from(&o.shim_cgroup)),
-                no_new_keyring: o.no_new_keyring,
-                io_owner: (o.io_uid != 0 || o.io_gid != 0).then_some((o.io_uid, o.io_gid)),
-            })
+            Ok(RuntimeOptions::from_runc_keys(
+                o.systemd_cgroup,
+                &o.shim_cgroup,
+                o.no_new_keyring,
+                o.io_uid,
+                o.io_gid,
+            ))
         }
         // containerd's generic options (proto package runtimeoptions.v1; in
         // containerd 1.6 github.com/containerd/containerd/pkg/runtimeoptions/v1).
@@ -181,7 +201,7 @@ fn from_toml(text: &str, source: &str, table: bool) -> Result<RuntimeOptions> {
     let doc: toml::Table = text
         .parse()
         .map_err(|e| Error::InvalidArgument(format!("runtime options {source}: {e}")))?;
-    let mut o = RuntimeOptions::default();
+    let (mut systemd_cgroup, mut no_new_keyring, mut shim_cgroup) = (false, false, "");
     let (mut uid, mut gid) = (0, 0);
     for (key, value) in &doc {
         let wrong = |kind: Kind| {
@@ -200,12 +220,9 @@ fn from_toml(text: &str, source: &str, table: bool) -> Result<RuntimeOptions> {
                 .ok_or_else(|| wrong(Kind::U32))
         };
         match key.as_str() {
-            "SystemdCgroup" => o.systemd_cgroup = as_bool()?,
-            "NoNewKeyring" => o.no_new_keyring = as_bool()?,
-            "ShimCgroup" => {
-                let s = as_str()?;
-                o.shim_cgroup = (!s.is_empty()).then(|| PathBuf::from(s));
-            }
+            "SystemdCgroup" => systemd_cgroup = as_bool()?,
+            "NoNewKeyring" => no_new_keyring = as_bool()?,
+            "ShimCgroup" => shim_cgroup = as_str()?,
             "IoUid" => uid = as_u32()?,
             "IoGid" => gid = as_u32()?,
             "TypeUrl" | "ConfigPath" if table => {
@@ -224,8 +241,13 @@ fn from_toml(text: &str, source: &str, table: bool) -> Result<RuntimeOptions> {
             },
         }
     }
-    o.io_owner = (uid != 0 || gid != 0).then_some((uid, gid));
-    Ok(o)
+    Ok(RuntimeOptions::from_runc_keys(
+        systemd_cgroup,
+        shim_cgroup,
+        no_new_keyring,
+        uid,
+        gid,
+    ))
 }
 
 /// A TOML value for an error message: its type, and its value when short.
