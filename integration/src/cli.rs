@@ -105,6 +105,20 @@ impl CliEnv {
         self.lxcri(args)?.ok()
     }
 
+    /// `lxcri create` of `bundle` as `id` with a pid file; the init's pid.
+    pub fn create(&self, bundle: &Path, id: &str) -> Result<i32> {
+        let pidfile = self.dir.path().join(format!("pid-{id}"));
+        self.lxcri_ok(&[
+            "create",
+            "--bundle",
+            bundle.to_str().context("bundle path")?,
+            "--pid-file",
+            pidfile.to_str().context("pid file path")?,
+            id,
+        ])?;
+        Ok(fs::read_to_string(&pidfile)?.trim().parse()?)
+    }
+
     /// `lxcri state` as JSON.
     pub fn state(&self, id: &str) -> Result<Value> {
         let out = self.lxcri_ok(&["state", id])?;

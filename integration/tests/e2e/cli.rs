@@ -34,16 +34,7 @@ fn lifecycle() {
         let b = env.bundle("life", LOOP_TRAP_TERM, |v| {
             v["annotations"] = serde_json::json!({"org.example/key": "value"});
         })?;
-        let pidfile = env.dir.path().join("pid");
-        env.lxcri_ok(&[
-            "create",
-            "--bundle",
-            b.to_str().unwrap(),
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &id,
-        ])?;
-        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        let pid = env.create(&b, &id)?;
         let s = env.state(&id)?;
         ensure!(s["status"] == "created", "{s}");
         ensure!(s["pid"] == pid, "state pid = pid file: {s}");
@@ -406,16 +397,7 @@ fn pause_ps_events_update_kill_all() {
         let reaper = Subreaper::new()?;
         let id = env.id("ops");
         let b = env.bundle("ops", &["sh", "-c", "sleep 100 & sleep 100 & wait"], |_| {})?;
-        let pidfile = env.dir.path().join("pid");
-        env.lxcri_ok(&[
-            "create",
-            "-b",
-            b.to_str().unwrap(),
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &id,
-        ])?;
-        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        let pid = env.create(&b, &id)?;
         env.lxcri_ok(&["start", &id])?;
         env.wait_status(&id, "running")?;
         env.lxcri_ok(&["pause", &id])?;
@@ -874,16 +856,7 @@ fn exec_scheduling_and_memory_policy() {
             lxcri_integration::registry::TESTIMG,
             b.join("rootfs/bin/procinfo"),
         )?;
-        let pidfile = env.dir.path().join("pid");
-        env.lxcri_ok(&[
-            "create",
-            "--bundle",
-            b.to_str().unwrap(),
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &id,
-        ])?;
-        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        let pid = env.create(&b, &id)?;
         env.lxcri_ok(&["start", &id])?;
         let out = env.lxcri(&["exec", &id, "/bin/procinfo"])?;
         ensure!(
@@ -919,6 +892,11 @@ fn exec_scheduling_and_memory_policy() {
     })());
 }
 
+/// A shell snippet printing the fds 0..16 the shell has open, space-separated
+/// (builtins only: a pipeline's pipes would show up in the list).
+const LIST_FDS: &str = "for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do \
+    [ -e /proc/$$/fd/$n ] && printf '%s ' $n; done; true";
+
 /// `--preserve-fds N`: the caller's fds 3..3+N reach the container's process
 /// at 3..3+N, and nothing else does — for `run`, for `create` + `start` (the
 /// waiting init holds them) and for `exec`; same as runc.
@@ -936,9 +914,7 @@ fn preserve_fds() {
             |name: &str| -> Result<OwnedFd> { Ok(fs::File::create(dir.join(name))?.into()) };
         // Reads fd 3, writes it to fd 4, lists its own fds.
         // (Shell builtins only: a pipeline's pipes would show up in the list.)
-        let script = "read l <&3; echo \"got $l\" >&4; \
-            for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do \
-            [ -e /proc/$$/fd/$n ] && printf '%s ' $n; done; true";
+        let script = format!("read l <&3; echo \"got $l\" >&4; {LIST_FDS}");
         let ids = [env.id("pfd-lxcri"), env.id("pfd-runc")];
         for (rt, id) in ["lxcri", "runc"].into_iter().zip(ids) {
             let runtime = |args: &[&str], fds: &[&OwnedFd]| {
@@ -956,7 +932,7 @@ fn preserve_fds() {
                 lxcri_integration::cli::run_files(&mut cmd, &dir, Duration::from_secs(30))
             };
             // run, in the foreground.
-            let b = env.bundle(&format!("pfd-run-{rt}"), &["sh", "-c", script], |_| {})?;
+            let b = env.bundle(&format!("pfd-run-{rt}"), &["sh", "-c", &script], |_| {})?;
             let (fin, fout) = (open_in()?, open_out(&format!("out-run-{rt}"))?);
             let out = runtime(
                 &["run", "--preserve-fds", "2", "-b", b.to_str().unwrap(), &id],
@@ -1001,7 +977,7 @@ fn preserve_fds() {
             // exec: its own preserved fds.
             let (fin, fout) = (open_in()?, open_out(&format!("out-exec-{rt}"))?);
             let out = runtime(
-                &["exec", "--preserve-fds", "2", &id, "sh", "-c", script],
+                &["exec", "--preserve-fds", "2", &id, "sh", "-c", &script],
                 &[&fin, &fout],
             )?;
             ensure!(out.code == 0, "{rt} exec: {out}");
@@ -1046,11 +1022,10 @@ fn socket_activation_listen_fds() {
             .collect();
         let open = || -> Result<OwnedFd> { Ok(fs::File::open(&input)?.into()) };
         // Shell builtins only: a pipeline's pipes would show up in the list.
-        let script = "l=-; [ -e /proc/$$/fd/3 ] && read l <&3; \
-            echo \"$LISTEN_FDS/$LISTEN_PID/$l\"; \
-            for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do \
-            [ -e /proc/$$/fd/$n ] && printf '%s ' $n; done; true";
-        let b = env.bundle("listen", &["sh", "-c", script], |_| {})?;
+        let script = format!(
+            "l=-; [ -e /proc/$$/fd/3 ] && read l <&3; echo \"$LISTEN_FDS/$LISTEN_PID/$l\"; {LIST_FDS}"
+        );
+        let b = env.bundle("listen", &["sh", "-c", &script], |_| {})?;
         for (i, rt) in ["lxcri", "runc"].into_iter().enumerate() {
             let root = if rt == "lxcri" { &env.root } else { &runc_root };
             let id = |n: usize| &ids[2 * n + i];
@@ -1105,7 +1080,6 @@ fn seccomp_log_flag() {
     check((|| {
         let mut env = CliEnv::new()?;
         let reaper = Subreaper::new()?;
-        let dir = env.dir.path().to_path_buf();
         for flag in [true, false] {
             let id = env.id(&format!("slog-{flag}"));
             let b = env.bundle(
@@ -1120,16 +1094,7 @@ fn seccomp_log_flag() {
                     });
                 },
             )?;
-            let pidfile = dir.join(format!("pid-{id}"));
-            env.lxcri_ok(&[
-                "create",
-                "--pid-file",
-                pidfile.to_str().unwrap(),
-                "-b",
-                b.to_str().unwrap(),
-                &id,
-            ])?;
-            let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+            let pid = env.create(&b, &id)?;
             env.lxcri_ok(&["start", &id])?;
             reaper.wait(pid, Duration::from_secs(10))?;
             env.lxcri_ok(&["delete", &id])?;

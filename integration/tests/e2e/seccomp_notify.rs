@@ -5,7 +5,6 @@
 //! fakes `mkdir` and fails `rmdir` with EXDEV. Through containerd with runc
 //! 1.1.5 as the reference, and through the `lxcri` CLI.
 
-use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -187,16 +186,7 @@ fn cli_run_create_exec() {
             v["linux"]["seccomp"] = profile(&agent.path);
             v["process"]["noNewPrivileges"] = Value::Bool(false);
         })?;
-        let pidfile = env.dir.path().join("pid");
-        env.lxcri_ok(&[
-            "create",
-            "--bundle",
-            b.to_str().unwrap(),
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &id,
-        ])?;
-        let pid: i32 = fs::read_to_string(&pidfile)?.trim().parse()?;
+        let pid = env.create(&b, &id)?;
         let docs = agent.wait_documents(2, Duration::from_secs(5))?;
         check_document(&docs[1], &id, "creating")?;
         ensure!(docs[1]["pid"] == pid, "pid file {pid}: {}", docs[1]);
